@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+
+from vae_core import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint, train
+
+TINY = dict(
+    data="mnist-5k", train_limit=1000, batch_size=64, z_dim=8, fc_size=128, threads=1, device="cpu"
+)
+
+
+def run(sample, **overrides):
+    reports = []
+    config = TrainConfig(**{**TINY, **overrides})
+    result = train(config, lambda m, s: reports.append((m, s)), data=sample)
+    return result, reports
+
+
+def comparable(metrics):
+    """Metrics without the timings, which vary run to run."""
+    return {k: v for k, v in metrics.items() if k not in ("epoch_seconds", "images_per_second")}
+
+
+def test_two_epochs_lower_the_validation_loss_and_report_every_epoch(sample):
+    result, reports = run(sample, epochs=2)
+    assert [m["epoch"] for m, _ in reports] == [1, 2]
+    first, second = reports[0][0], reports[1][0]
+    assert second["val_loss"] < first["val_loss"]
+    assert math.isclose(first["val_loss"], first["val_recon"] + first["val_kl"], rel_tol=1e-6)
+    assert 0 <= second["active_units"] <= 8 and first["images_per_second"] > 0
+    assert not result.diverged and all(s is not None for _, s in reports)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_seed_same_numbers(sample, precision):
+    a, _ = run(sample, epochs=1, precision=precision)
+    b, _ = run(sample, epochs=1, precision=precision)
+    assert comparable(a.history[0]) == comparable(b.history[0])
+    c, _ = run(sample, epochs=1, precision=precision, seed=1)
+    assert c.history[0]["val_loss"] != a.history[0]["val_loss"]
+
+
+def test_resume_from_epoch_one_reproduces_the_two_epoch_run(sample, tmp_path):
+    full, reports = run(sample, epochs=2, precision="fp32")
+    path = save_checkpoint(reports[0][1], tmp_path / "epoch1.pt")
+    resumed_reports = []
+    resumed = train(
+        TrainConfig(**TINY, epochs=2, precision="fp32"),
+        lambda m, s: resumed_reports.append(m),
+        load_checkpoint(path),
+        data=sample,
+    )
+    assert [m["epoch"] for m in resumed_reports] == [2]
+    assert comparable(resumed_reports[0]) == comparable(reports[1][0])
+    assert [comparable(m) for m in resumed.history] == [comparable(m) for m in full.history]
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_checkpoint_of_another_architecture_is_refused(sample, tmp_path):
+    _, reports = run(sample, epochs=1)
+    with pytest.raises(CheckpointError, match="z_dim=8"):
+        train(TrainConfig(**{**TINY, "z_dim": 4}, epochs=2), checkpoint=reports[0][1], data=sample)
+
+
+def test_a_huge_learning_rate_is_reported_as_diverged_without_a_checkpoint(sample):
+    result, reports = run(sample, epochs=3, lr=10.0)
+    assert result.diverged
+    metrics, state = reports[-1]
+    assert metrics["diverged"] and state is None
+    assert all(math.isfinite(m["val_loss"]) for m, _ in reports[:-1])
+    # Whatever was handed out to be saved before the divergence is finite.
+    for _, saved in reports[:-1]:
+        assert all(
+            torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point()
+        )
