@@ -1,0 +1,5 @@
+"""Named search spaces (YAML files shipped here) and their loader. Knows nothing of Ray."""
+
+from search_spaces.space import Param, SearchSpace, load_space, parse_space, shipped_spaces
+
+__all__ = ["Param", "SearchSpace", "load_space", "parse_space", "shipped_spaces"]

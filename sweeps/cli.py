@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 import traceback
 
-from vae_core.errors import VaeSweepError
+from sweeps.config import LOCAL_NODE_IP, NODE_IP_ENV
+from vae_core.errors import ConfigError, VaeSweepError
 
 log = logging.getLogger("vae_sweep")
 
@@ -97,7 +100,249 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [add_train]
+# --- vae-sweep run -----------------------------------------------------------------------------
+
+# Options that define a sweep: --resume takes them from the sweep's sweep.json instead.
+SWEEP_OPTIONS = {
+    "space": "--space",
+    "samples": "--samples",
+    "epochs": "--epochs",
+    "cpus_per_trial": "--cpus-per-trial",
+    "gpus_per_trial": "--gpus-per-trial",
+    "data": "--data",
+    "data_root": "--data-root",
+    "seed": "--seed",
+}
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a hyperparameter sweep (Ray Tune + Optuna TPE + ASHA)",
+        description="Run a sweep and write trials.parquet, epochs.parquet, sweep.json and "
+        "optuna.db to STORAGE/NAME, then analyse it. With no options: the quick "
+        "space on CPUs (minutes on a laptop), the default space with a GPU.",
+    )
+    p.add_argument(
+        "--space",
+        default=None,
+        help="a shipped space (see `vae-sweep spaces`) or a YAML file (default: "
+        "quick without a GPU, default with one)",
+    )
+    p.add_argument("--samples", type=int, default=None, help="trials (default: the space's)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epoch budget per trial, ASHA's max_t (default: the space's)",
+    )
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        help="CPUs per trial, also its torch threads (default: 1)",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="GPU share per trial; 0.25 runs 4 trials on one GPU (default: 0.25 "
+        "when Ray has a GPU, else 0)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to use: 'auto' or HOST:PORT (default: start a local Ray "
+        "in this process, on a loopback address)",
+    )
+    p.add_argument(
+        "--storage",
+        default="results",
+        help="where result folders go: a local folder or an s3:// / gs:// URI (default: ./results)",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the sweep's folder under --storage (default: sweep-YYYYMMDD-HHMMSS)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep --name with its own settings",
+    )
+    add_data_options(p)
+    p.set_defaults(data=None)  # None: "auto", or the resumed sweep's own
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="Optuna's sampler and every trial's initialisation (default: 0)",
+    )
+    p.add_argument("--no-analyze", action="store_true", help="skip `vae-sweep analyze` at the end")
+    p.add_argument(
+        "--node-ip",
+        default=os.environ.get(NODE_IP_ENV, LOCAL_NODE_IP),
+        help=f"loopback address of the local Ray, not 127.0.0.1 (default: "
+        f"${NODE_IP_ENV} or {LOCAL_NODE_IP})",
+    )
+    p.set_defaults(run=run_run)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from sweeps.tuner import run_sweep
+
+    config = sweep_config(args)
+    outcome = run_sweep(config)
+    print(_sweep_summary(outcome))
+    if outcome.interrupted:
+        print(
+            f"interrupted: continue with `vae-sweep run --name {config.name} "
+            f"--storage {args.storage} --resume`"
+        )
+        return 130
+    if not args.no_analyze:
+        from analysis import analyze_results
+        from analysis.analyze import summary_lines
+
+        print("\n".join(summary_lines(analyze_results(outcome.results_dir))))
+    return 0
+
+
+def sweep_config(args: argparse.Namespace):
+    """`vae-sweep run`'s options as a SweepConfig (the space file is loaded and checked here,
+    before anything else happens)."""
+    from search_spaces import load_space
+    from sweeps.config import SweepConfig
+
+    if args.resume:
+        given = [flag for dest, flag in SWEEP_OPTIONS.items() if getattr(args, dest) is not None]
+        if not args.name or given:
+            raise ConfigError(
+                "--resume continues the sweep --name with the settings in its "
+                "sweep.json" + (f"; drop {', '.join(given)}" if given else "; --name is required")
+            )
+    return SweepConfig(
+        name=args.name or time.strftime("sweep-%Y%m%d-%H%M%S"),
+        space=load_space(args.space) if args.space else None,
+        storage=args.storage,
+        samples=args.samples,
+        epochs=args.epochs,
+        cpus_per_trial=1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        address=args.address,
+        node_ip=args.node_ip,
+        data=args.data or "auto",
+        data_root=args.data_root,
+        seed=0 if args.seed is None else args.seed,
+        resume=args.resume,
+        command=tuple(sys.argv),
+    )
+
+
+def _sweep_summary(outcome) -> str:
+    trials = outcome.trials
+    counts = ", ".join(
+        f"{n} {status}" for status, n in sorted(trials["status"].value_counts().items())
+    )
+    lines = [
+        f"{len(trials)}/{outcome.samples} trials finished ({counts or 'none'}); "
+        f"results in {outcome.results_dir}"
+    ]
+    best = outcome.best()
+    if best is None:
+        if len(trials):
+            lines.append("no trial finished without diverging or failing")
+        return "\n".join(lines)
+    params = " ".join(f"{name}={_fmt(best[name])}" for name in _param_columns(trials))
+    lines.append(
+        f"best: trial {best['trial_id']}, val loss {best['best_val_loss']:.2f} nats at "
+        f"epoch {best['best_epoch']} ({params}); checkpoint "
+        f"{best['checkpoint_path']}"
+    )
+    return "\n".join(lines)
+
+
+def _param_columns(trials) -> list[str]:
+    from search_spaces.space import SEARCHABLE
+
+    return [c for c in trials.columns if c in SEARCHABLE]
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+# --- vae-sweep spaces --------------------------------------------------------------------------
+
+
+def add_spaces(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "spaces",
+        help="list the shipped search spaces, or check YAML files",
+        description="Show the shipped search spaces, or validate and show the given space files.",
+    )
+    p.add_argument(
+        "spaces",
+        nargs="*",
+        metavar="SPACE",
+        help="shipped names or YAML files (default: every shipped space)",
+    )
+    p.set_defaults(run=run_spaces)
+
+
+def run_spaces(args: argparse.Namespace) -> int:
+    from search_spaces import load_space, shipped_spaces
+
+    for i, name in enumerate(args.spaces or shipped_spaces()):
+        space = load_space(name)
+        asha = f"ASHA grace {space.grace_period}, reduction {space.reduction_factor}"
+        print(("\n" if i else "") + f"{space.name}: {space.description}")
+        print(f"  {space.samples} trials, up to {space.epochs} epochs, {asha}; {space.path}")
+        for p in space.params:
+            print(f"  {p.name:<10} {p.describe()}")
+        fixed = " ".join(f"{k}={v}" for k, v in space.fixed.items())
+        print(f"  fixed: {fixed}")
+    return 0
+
+
+# --- vae-sweep analyze -------------------------------------------------------------------------
+
+def add_analyze(sub: argparse._SubParsersAction) -> None:
+    from analysis.defaults import IWAE_K, TSNE_POINTS
+
+    p = sub.add_parser(
+        "analyze", help="best trial, test-set numbers, t-SNE map and report.html of a sweep",
+        description="Analyse a finished sweep: choose the best trial on validation, evaluate it "
+                    "on the test set and write RESULTS_DIR/analysis/ (best_trial.json, "
+                    "tsne.parquet, tsne.html, report.html).")
+    p.add_argument("results_dir", metavar="RESULTS_DIR",
+                   help="the sweep's folder (local or s3://...), e.g. results/NAME")
+    p.add_argument("--metric", default="val_loss",
+                   help="validation column that picks the best trial (default: val_loss)")
+    p.add_argument("--iwae-k", type=int, default=IWAE_K,
+                   help=f"importance samples per test image for the IWAE bound (default: "
+                        f"{IWAE_K})")
+    p.add_argument("--tsne-points", type=int, default=TSNE_POINTS,
+                   help=f"test images on the t-SNE map, stratified by digit (default: "
+                        f"{TSNE_POINTS:,}; 0 = all)")
+    p.add_argument("--data-root", default=None,
+                   help="the MNIST folder, if sweep.json's data root is not valid here")
+    p.add_argument("--out", default=None, help="output folder (default: RESULTS_DIR/analysis)")
+    p.set_defaults(run=run_analyze)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from analysis import analyze_results
+    from analysis.analyze import summary_lines
+
+    summary = analyze_results(args.results_dir, metric=args.metric, iwae_k=args.iwae_k,
+                              tsne_points=args.tsne_points or None, out=args.out,
+                              data_root=args.data_root)
+    print("\n".join(summary_lines(summary)))
+    return 0
+
+
+COMMANDS = [add_train, add_run, add_spaces, add_analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:

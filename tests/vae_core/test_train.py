@@ -75,3 +75,10 @@ def test_a_huge_learning_rate_is_reported_as_diverged_without_a_checkpoint(sampl
         assert all(
             torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point()
         )
+
+
+def test_bf16_stays_within_one_percent_of_fp32_after_five_epochs(sample):
+    fp32, _ = run(sample, epochs=5, precision="fp32")
+    bf16, _ = run(sample, epochs=5, precision="bf16")
+    a, b = fp32.history[-1]["val_loss"], bf16.history[-1]["val_loss"]
+    assert abs(b - a) / a < 0.01, (a, b)

@@ -1,0 +1,80 @@
+"""Share of a sweep's wall time spent training versus Ray and Optuna overhead.
+
+Runs a real sweep (Ray Tune + Optuna + ASHA, the quick space by default) and compares the
+time trials spent inside vae_core.train's epochs (epochs.parquet's epoch_seconds, training
+and validation) with the slot-seconds the sweep had: wall time x trials that fit at once.
+What is left is overhead: Ray's start, trial (actor) start-up, reporting and checkpointing,
+Optuna's suggestions, and slots idle while the last trials finish.
+
+    python bench/sweep_overhead.py                         # 16 trials of the quick space
+    python bench/sweep_overhead.py --trials 16 --data mnist-5k --node-ip 127.0.0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from search_spaces import load_space
+from sweeps.config import LOCAL_NODE_IP, SweepConfig
+from sweeps.local_ray import ray_session
+from sweeps.tuner import run_sweep
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--space", default="quick")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the space's")
+    parser.add_argument("--data", default="mnist-5k")
+    parser.add_argument("--node-ip", default=LOCAL_NODE_IP)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sweep's progress
+
+    storage = tempfile.mkdtemp(prefix="vae-sweep-bench-")
+    config = SweepConfig(
+        name="overhead",
+        space=load_space(args.space),
+        samples=args.trials,
+        epochs=args.epochs,
+        data=args.data,
+        storage=storage,
+        node_ip=args.node_ip,
+    )
+    t0 = time.perf_counter()
+    with ray_session(None, args.node_ip):
+        t1 = time.perf_counter()
+        run_sweep(config)
+    wall = time.perf_counter() - t0
+    folder = Path(storage) / "overhead"
+    record = json.loads((folder / "sweep.json").read_text())
+    epochs = pd.read_parquet(folder / "epochs.parquet")
+    slots = record["search"]["max_concurrent"]
+    fit = seconds_between(record["started_at"], record["finished_at"])
+    training = epochs["epoch_seconds"].sum()
+    print(
+        f"{args.trials} trials ({len(epochs)} epochs, {slots} at a time, "
+        f"{record['data']['sizes']['train']} training images, {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"Ray start {t1 - t0:.1f} s, data and set-up {wall - (t1 - t0) - fit:.1f} s, "
+        f"tuning {fit:.1f} s, total {wall:.1f} s"
+    )
+    print(f"training share of the tuning time: {training / (slots * fit):.1%}")
+    print(f"training share of the whole wall time: {training / (slots * wall):.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""SweepConfig: what one `vae-sweep run` asks for, validated before anything is started."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass, replace
+
+from search_spaces import SearchSpace
+from vae_core.config import DATA_SOURCES
+from vae_core.errors import ConfigError
+
+LOCAL_NODE_IP = "127.0.0.2"  # loopback, and not 127.0.0.1, which Ray rewrites to the LAN IP
+NODE_IP_ENV = "VAE_SWEEP_NODE_IP"  # overrides LOCAL_NODE_IP for `vae-sweep run` (tests use it)
+DEFAULT_STORAGE = "results"  # under the current directory, made absolute when the sweep starts
+GPU_SHARE = 0.25  # default GPU share per trial: 4 small VAEs fill one GPU better than 1
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str  # the results folder under `storage` and the Optuna study's name
+    space: SearchSpace | None = None  # None: "quick" on CPUs, "default" when Ray has a GPU
+    storage: str = DEFAULT_STORAGE  # a local folder or an s3:// / gs:// URI
+    samples: int | None = None  # trials; None: the space's
+    epochs: int | None = None  # epoch budget (ASHA's max_t); None: the space's
+    cpus_per_trial: float = 1.0  # also the trial's torch threads (at least 1)
+    gpus_per_trial: float | None = None  # None: GPU_SHARE when Ray has a GPU, else 0
+    address: str | None = None  # None: a local Ray in this process; "auto" or HOST:PORT
+    node_ip: str = LOCAL_NODE_IP  # the local Ray's address (a loopback one, see local_ray.py)
+    data: str = "auto"  # auto, mnist or mnist-5k
+    data_root: str | None = None  # MNIST IDX folder; None: vae_core's default
+    seed: int = 0  # Optuna's sampler and every trial's initialisation
+    resume: bool = False  # continue the sweep `name` instead of starting it
+    command: tuple[str, ...] = ()  # the command line, recorded in sweep.json
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ConfigError("invalid sweep options: " + "; ".join(problems))
+
+    def resolved(self, *, cluster_gpus: float) -> SweepConfig:
+        """Fill every None from the space and from what the Ray cluster has."""
+        from search_spaces import load_space
+
+        gpus = self.gpus_per_trial
+        if gpus is None:
+            gpus = GPU_SHARE if cluster_gpus > 0 else 0.0
+        space = self.space or load_space("default" if gpus > 0 else "quick")
+        return replace(
+            self,
+            space=space,
+            gpus_per_trial=gpus,
+            samples=self.samples or space.samples,
+            epochs=self.epochs or space.epochs,
+        )
+
+
+def _problems(c: SweepConfig) -> list[str]:
+    out = []
+    if not isinstance(c.name, str) or not NAME_PATTERN.match(c.name):
+        out.append(f"--name must be letters, digits, '.', '_' or '-' (no '/'), but got {c.name!r}")
+    for flag, value in (("--samples", c.samples), ("--epochs", c.epochs)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            out.append(f"{flag} must be a positive integer, but got {value!r}")
+    if not (
+        isinstance(c.cpus_per_trial, (int, float))
+        and c.cpus_per_trial > 0
+        and math.isfinite(c.cpus_per_trial)
+    ):
+        out.append(f"--cpus-per-trial must be positive, but got {c.cpus_per_trial!r}")
+    gpus = c.gpus_per_trial
+    if gpus is not None and not (
+        isinstance(gpus, (int, float)) and gpus >= 0 and (gpus <= 1 or float(gpus).is_integer())
+    ):
+        out.append(
+            f"--gpus-per-trial must be 0, a share of one GPU (0 < g <= 1) or a whole "
+            f"number of GPUs, but got {gpus!r}"
+        )
+    if c.data not in DATA_SOURCES:
+        out.append(f"--data must be one of {', '.join(DATA_SOURCES)}, but got {c.data!r}")
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
+        out.append(f"--seed must be a non-negative integer, but got {c.seed!r}")
+    if c.address is None:
+        out.extend(_node_ip_problems(c.node_ip))
+    return out
+
+
+def _node_ip_problems(ip: str) -> list[str]:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return [f"the local node IP must be an IPv4 loopback address, but got {ip!r}"]
+    # Ray rewrites 127.0.0.1 to the machine's outward address (resolve_ip_for_localhost), so
+    # only the rest of 127.0.0.0/8 keeps a local sweep off the network.
+    if address.version != 4 or not address.is_loopback or ip == "127.0.0.1":
+        return [
+            f"the local node IP must be a loopback address other than 127.0.0.1 "
+            f"(e.g. {LOCAL_NODE_IP}), but got {ip!r}"
+        ]
+    return []

@@ -1,0 +1,101 @@
+"""sweep.json: the resolved settings of a sweep, so its results can be read and resumed alone."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import replace
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+from search_spaces import parse_space
+from search_spaces.space import TOP_LEVEL
+from sweeps.config import SweepConfig
+from vae_core import storage
+from vae_core.data import MnistSplits
+from vae_core.errors import ResultsError
+
+SWEEP_JSON = "sweep.json"
+OPTUNA_DB = "optuna.db"  # beside the tables; `optuna-dashboard sqlite:///<dir>/optuna.db`
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sweep_record(
+    config: SweepConfig, data: MnistSplits, *, search: dict, scheduler: dict, cluster: dict
+) -> dict:
+    """Everything a reader of the results needs to know about how they were made."""
+    return {
+        "name": config.name,
+        "command": list(config.command),
+        "started_at": now(),
+        "finished_at": None,
+        "space": config.space.to_dict(),
+        "samples": config.samples,
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "metric": "val_loss",
+        "mode": "min",
+        "search": search,
+        "scheduler": scheduler,
+        "resources": {
+            "cpus_per_trial": config.cpus_per_trial,
+            "gpus_per_trial": config.gpus_per_trial,
+            "cluster": cluster,
+            "address": config.address,
+        },
+        "data": {
+            "requested": config.data,
+            "source": data.source,
+            "root": config.data_root,
+            "sizes": data.sizes(),
+            "train_limit": config.space.fixed.get("train_limit"),
+        },
+        "versions": versions(),
+        "storage": config.storage,
+        "optuna_db": OPTUNA_DB,
+        "study_name": config.name,
+        "resumes": [],
+    }
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for package in ("torch", "ray", "optuna", "vae-sweep"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def write_record(results_dir: str, record: dict) -> None:
+    storage.write_text(json.dumps(record, indent=2) + "\n", storage.join(results_dir, SWEEP_JSON))
+
+
+def read_record(results_dir: str) -> dict:
+    path = storage.join(results_dir, SWEEP_JSON)
+    try:
+        return json.loads(storage.read_text(path))
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{path} is not valid JSON: {err}") from err
+
+
+def stored_config(record: dict, config: SweepConfig) -> SweepConfig:
+    """The sweep's own settings from its sweep.json; where it runs stays as `config` says."""
+    raw = {k: v for k, v in record["space"].items() if k in TOP_LEVEL}
+    space = parse_space(raw, name=record["space"]["name"], path=record["space"]["path"])
+    resources = record["resources"]
+    return replace(
+        config,
+        space=space,
+        samples=record["samples"],
+        epochs=record["epochs"],
+        seed=record["seed"],
+        data=record["data"]["requested"],
+        data_root=record["data"]["root"],
+        cpus_per_trial=resources["cpus_per_trial"],
+        gpus_per_trial=resources["gpus_per_trial"],
+    )

@@ -1,0 +1,254 @@
+"""The result tables (trials.parquet, epochs.parquet), built from what Ray Tune reports.
+
+A Tune callback keeps every trial's epochs in memory, rewrites both tables while the sweep
+runs (atomically, through vae_core.storage, so any pyarrow filesystem works) and once more
+at the end. Its state rides along in Ray's experiment snapshots, so a resumed sweep keeps the
+epochs of the trials that finished before the interruption.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from ray import tune
+
+from sweeps.trial import CHECKPOINT_FILE
+from vae_core import storage
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("completed", "early_stopped", "diverged", "error")
+# epochs.parquet: one row per trial per epoch; the contract's column order and types.
+EPOCH_COLUMNS = {
+    "trial_id": "string",
+    "epoch": "Int64",
+    "train_loss": "float64",
+    "val_loss": "float64",
+    "val_recon": "float64",
+    "val_kl": "float64",
+    "active_units": "Int64",
+    "epoch_seconds": "float64",
+    "images_per_second": "float64",
+    "diverged": "boolean",
+}
+TRIAL_COLUMNS_BEFORE = {"trial_id": "string", "status": "string"}  # then one per parameter
+TRIAL_COLUMNS_AFTER = {
+    "best_val_loss": "float64",
+    "last_val_loss": "float64",
+    "best_epoch": "Int64",
+    "epochs_run": "Int64",
+    "best_val_recon": "float64",
+    "best_val_kl": "float64",
+    "active_units": "Int64",
+    "wall_seconds": "float64",
+    "images_per_second": "float64",
+    "device": "string",
+    "precision": "string",
+    "node_id": "string",
+    "node_ip": "string",
+    "hostname": "string",
+    "checkpoint_path": "string",
+    "error": "string",
+}
+PARAM_DTYPES = {"int": "Int64", "float": "float64"}
+STRING = pd.StringDtype("python")
+WHERE_KEYS = ("device", "precision", "node_id", "node_ip", "hostname")
+
+
+@dataclass
+class TrialLog:
+    """What the tables need of one trial, gathered from its results."""
+
+    trial_id: str
+    trial_dir: str  # the trial's folder, relative to the results folder
+    params: dict
+    epochs: dict[int, dict] = field(default_factory=dict)  # epoch -> that epoch's metrics
+    checkpoints: dict[int, str] = field(default_factory=dict)  # epoch -> checkpoint folder
+    where: dict = field(default_factory=dict)  # device, precision, node of the last result
+    wall_seconds: float = math.nan
+    finished: str | None = None  # None while running, "terminated" or "error"
+    error: str | None = None
+
+
+def trial_status(*, errored: bool, diverged: bool, epochs_run: int, max_epochs: int) -> str:
+    """completed / early_stopped / diverged / error: one word for how a trial ended."""
+    if errored:
+        return "error"
+    if diverged:
+        return "diverged"
+    # A trial only ends before its budget when ASHA stops it (or it diverges).
+    return "early_stopped" if epochs_run < max_epochs else "completed"
+
+
+def trial_log(logs: dict[str, TrialLog], trial, params: list[str]) -> TrialLog:
+    """The trial's log, created on first sight (so tables list trials in start order)."""
+    if trial.trial_id not in logs:
+        logs[trial.trial_id] = TrialLog(
+            trial_id=trial.trial_id,
+            trial_dir=trial.storage.trial_dir_name,
+            params={name: trial.config.get(name) for name in params},
+        )
+    return logs[trial.trial_id]
+
+
+def record_result(logs: dict[str, TrialLog], trial, result: dict, params: list[str]) -> TrialLog:
+    """Add one reported epoch to the trial's log (a re-run epoch replaces the old row)."""
+    entry = trial_log(logs, trial, params)
+    epoch = int(result["epoch"])
+    entry.epochs[epoch] = {k: result.get(k) for k in EPOCH_COLUMNS if k != "trial_id"}
+    if result.get("checkpoint_dir_name"):
+        entry.checkpoints[epoch] = result["checkpoint_dir_name"]
+    entry.where = {k: result.get(k) for k in WHERE_KEYS}
+    entry.wall_seconds = float(result.get("time_total_s", math.nan))
+    return entry
+
+
+def epochs_table(logs: dict[str, TrialLog]) -> pd.DataFrame:
+    rows = [
+        {"trial_id": t.trial_id, **row}
+        for t in logs.values()
+        for _, row in sorted(t.epochs.items())
+    ]
+    return _frame(rows, EPOCH_COLUMNS)
+
+
+def trials_table(
+    logs: dict[str, TrialLog], param_types: dict[str, str], max_epochs: int
+) -> pd.DataFrame:
+    """One row per finished trial; running ones appear once they end."""
+    columns = {
+        **TRIAL_COLUMNS_BEFORE,
+        **{name: PARAM_DTYPES[kind] for name, kind in param_types.items()},
+        **TRIAL_COLUMNS_AFTER,
+    }
+    rows = [trial_row(t, max_epochs) for t in logs.values() if t.finished]
+    return _frame(rows, columns)
+
+
+def trial_row(t: TrialLog, max_epochs: int) -> dict:
+    epochs = [t.epochs[e] for e in sorted(t.epochs)]
+    finite = [
+        (row["val_loss"], e) for e, row in sorted(t.epochs.items()) if _finite(row["val_loss"])
+    ]
+    best_loss, best_epoch = min(finite) if finite else (math.nan, None)
+    best = t.epochs[best_epoch] if best_epoch is not None else {}
+    speeds = [row["images_per_second"] for row in epochs if _finite(row["images_per_second"])]
+    checkpoint = t.checkpoints.get(best_epoch)
+    return {
+        "trial_id": t.trial_id,
+        "status": trial_status(
+            errored=t.finished == "error",
+            diverged=any(row["diverged"] for row in epochs),
+            epochs_run=len(epochs),
+            max_epochs=max_epochs,
+        ),
+        **t.params,
+        "best_val_loss": best_loss,
+        "last_val_loss": epochs[-1]["val_loss"] if epochs else math.nan,
+        "best_epoch": best_epoch,
+        "epochs_run": len(epochs),
+        "best_val_recon": best.get("val_recon", math.nan),
+        "best_val_kl": best.get("val_kl", math.nan),
+        "active_units": best.get("active_units"),
+        "wall_seconds": t.wall_seconds,
+        "images_per_second": statistics.median(speeds) if speeds else math.nan,
+        **{k: t.where.get(k) for k in WHERE_KEYS},
+        "checkpoint_path": f"{t.trial_dir}/{checkpoint}/{CHECKPOINT_FILE}" if checkpoint else None,
+        "error": t.error,
+    }
+
+
+def write_tables(
+    results_dir: str, logs: dict[str, TrialLog], param_types: dict[str, str], max_epochs: int
+) -> None:
+    storage.write_parquet(epochs_table(logs), storage.join(results_dir, "epochs.parquet"))
+    storage.write_parquet(
+        trials_table(logs, param_types, max_epochs), storage.join(results_dir, "trials.parquet")
+    )
+
+
+def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    # Explicit dtypes: an empty table or a column of nulls keeps its documented type. Python-
+    # backed strings become Arrow `string` (pandas' default string dtype writes large_string).
+    dtypes = {k: STRING if v == "string" else v for k, v in columns.items()}
+    return pd.DataFrame(rows, columns=list(columns)).astype(dtypes)
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _error_line(trial) -> str:
+    """The last line of the trial's error file: the exception and its message."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "the trial failed (no error file)"
+
+
+class ResultsWriter(tune.Callback):
+    """Keeps trials.parquet and epochs.parquet up to date while the sweep runs."""
+
+    def __init__(
+        self,
+        results_dir: str,
+        param_types: dict[str, str],
+        max_epochs: int,
+        *,
+        interval_s: float = 10.0,
+    ) -> None:
+        self.results_dir = results_dir
+        self.param_types = dict(param_types)  # name -> "int" / "float", in column order
+        self.max_epochs = max_epochs
+        self.interval_s = interval_s  # a big sweep rewrites its tables at most this often
+        self.logs: dict[str, TrialLog] = {}
+        self._last_write = 0.0
+        self._stale = self._finished_since_write = False  # results not yet in the tables
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        for t in trials:  # all trials so far, in creation order: the tables keep that order
+            trial_log(self.logs, t, list(self.param_types))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        record_result(self.logs, trial, result, list(self.param_types))
+        self._stale = True
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, "terminated")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, "error", _error_line(trial))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        # Written here, after Ray's experiment snapshot of this step: a trial the tables call
+        # finished is one a resumed sweep also knows as finished.
+        due = time.monotonic() - self._last_write >= self.interval_s
+        if self._finished_since_write or (self._stale and due):
+            self.write()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.write()
+
+    def get_state(self) -> dict:
+        return {"logs": self.logs}
+
+    def set_state(self, state: dict) -> None:
+        self.logs = state["logs"]
+
+    def write(self) -> None:
+        write_tables(self.results_dir, self.logs, self.param_types, self.max_epochs)
+        self._last_write = time.monotonic()
+        self._stale = self._finished_since_write = False
+
+    def _finish(self, trial, how: str, error: str | None = None) -> None:
+        entry = trial_log(self.logs, trial, list(self.param_types))
+        entry.finished, entry.error = how, error
+        self._finished_since_write = True

@@ -1,0 +1,96 @@
+"""Optuna's view of the sweep: which trials count as finished, stopped early, or failed.
+
+Ray 2.60's OptunaSearch.on_trial_complete tells Optuna every trial's *last* reported value as
+COMPLETE. Under ASHA that value is a lower-budget loss (1 epoch vs 20), which TPE would rank
+with the full-budget ones, and a diverged trial's NaN makes `study.tell` raise, which Ray
+logs and ignores, so the trial stays RUNNING in the study forever. Here instead:
+
+- ran the whole budget: COMPLETE with its best validation loss (what the analysis ranks by);
+- stopped by ASHA: PRUNED. Its per-epoch losses are already the trial's intermediate values
+  (OptunaSearch.on_trial_result reports them), and TPE ranks pruned trials below complete
+  ones, deeper-pruned first: exactly what ASHA's decision means;
+- diverged: COMPLETE with DIVERGED_VALUE, a finite worst value, so TPE learns to avoid that
+  region (a FAIL would be ignored by TPE and the region sampled again);
+- crashed (after Ray's retries): FAIL, which TPE ignores: a crash says nothing about the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.results import trial_status
+
+log = logging.getLogger(__name__)
+
+# 784 * ln 2 nats: the loss of predicting every pixel as a coin flip. Any model that learnt
+# anything beats it, so it ranks a diverged trial last without dwarfing the other values
+# (which fANOVA's importance would suffer from with, say, 1e10).
+DIVERGED_VALUE = 784 * math.log(2)
+
+
+def optuna_outcome(
+    result: dict | None, *, error: bool, max_epochs: int
+) -> tuple[TrialState, float | None, str]:
+    """(Optuna state, value to tell, trial status) for how a trial ended."""
+    if error:
+        return TrialState.FAIL, None, "error"
+    if not result:  # removed before it reported anything, e.g. at the end of a sweep
+        return TrialState.PRUNED, None, "early_stopped"
+    status = trial_status(
+        errored=False,
+        diverged=bool(result.get("diverged")),
+        epochs_run=int(result.get("epoch", 0)),
+        max_epochs=max_epochs,
+    )
+    if status == "diverged":
+        return TrialState.COMPLETE, DIVERGED_VALUE, status
+    if status == "early_stopped":
+        return TrialState.PRUNED, None, status
+    best = result.get("best_val_loss", result.get("val_loss"))
+    if best is None or not math.isfinite(best):
+        return TrialState.COMPLETE, DIVERGED_VALUE, status
+    return TrialState.COMPLETE, float(best), status
+
+
+class SweepOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna what ASHA's stops and divergence mean (see above)."""
+
+    def __init__(self, *args, max_epochs: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return  # resumed sweeps may repeat a completion Optuna already has
+        state, value, status = optuna_outcome(result, error=error, max_epochs=self.max_epochs)
+        try:
+            if result and self.metric in result:
+                # Ray hands the result that ended a trial (ASHA's stop, or the last epoch) to
+                # on_trial_complete only, never to on_trial_result: record it as a step too.
+                with warnings.catch_warnings():  # a resumed trial may repeat a step
+                    warnings.simplefilter("ignore")
+                    ot_trial.report(result[self.metric], result[TRAINING_ITERATION])
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            ot_trial.set_user_attr("status", status)
+            self._ot_study.tell(ot_trial, value, state=state)
+        except (ValueError, RuntimeError) as err:  # e.g. already finished in the database
+            log.warning("Optuna did not take trial %s (%s): %s", trial_id, status, err)
+        self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # A driver killed between asking Optuna for a trial and Ray's next snapshot leaves a
+        # RUNNING trial in optuna.db that the restored sweep never runs: close it as FAIL.
+        known = {t.number for t in self._ot_trials.values()}
+        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if orphan.number not in known:
+                self._ot_study.tell(orphan.number, state=TrialState.FAIL)

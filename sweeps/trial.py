@@ -1,0 +1,82 @@
+"""One Ray Tune trial: `vae_core.train` with its per-epoch report turned into `tune.report`.
+
+Ray 2.60: inside a Tune trainable only `ray.tune.report` / `ray.tune.get_checkpoint` work (the
+`ray.train.*` forms raise), and a checkpoint is a directory that Ray copies to storage before
+`report` returns, so a temporary directory per epoch is enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from vae_core.checkpoint import load_checkpoint, save_checkpoint
+from vae_core.config import TrainConfig
+from vae_core.data import MnistSplits
+from vae_core.device import resolve_device, resolve_precision
+from vae_core.train import train
+
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint_00000N/ directory
+
+
+def run_trial(config: dict, data: MnistSplits) -> None:
+    """The trainable: `config` is a TrainConfig's fields; `data` comes once through the
+    object store (`tune.with_parameters`), not loaded again by every trial."""
+    # Ray Train logs every persisted checkpoint at INFO, which the driver would print each epoch.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    train_config = TrainConfig(**config)
+    state = _restore()
+    history = state["history"] if state else []
+    train(train_config, TuneReport(train_config, history), state, data=data)
+
+
+def _restore() -> dict | None:
+    """The latest checkpoint of this trial, when Ray restarts it after a failure or resume."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return load_checkpoint(Path(folder) / CHECKPOINT_FILE)
+
+
+class TuneReport:
+    """vae_core's `report(metrics, state)` -> `tune.report(metrics, checkpoint)`.
+
+    Adds what the result tables need and `train` does not report: the best validation loss
+    so far (resumed epochs included), the device and precision, and the Ray node.
+    """
+
+    def __init__(self, config: TrainConfig, history: list[dict]) -> None:
+        device = resolve_device(config.device)
+        self.best = min(
+            (m["val_loss"] for m in history if math.isfinite(m["val_loss"])), default=math.inf
+        )
+        self.extra = {
+            "device": device.type,
+            "precision": resolve_precision(config.precision, device),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
+
+    def __call__(self, metrics: dict, state: dict | None) -> None:
+        if math.isfinite(metrics["val_loss"]):
+            self.best = min(self.best, metrics["val_loss"])
+        # Non-finite numbers become NaN: ASHA's cut-off (np.nanpercentile) skips NaN, while
+        # an inf among a rung's values would turn the cut-off into NaN and stop nothing.
+        metrics = {
+            k: math.nan if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in metrics.items()
+        }
+        metrics.update(
+            self.extra, best_val_loss=self.best if math.isfinite(self.best) else math.nan
+        )
+        if state is None:  # diverged: nothing worth keeping
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="vae-sweep-ckpt-") as folder:
+            save_checkpoint(state, Path(folder) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

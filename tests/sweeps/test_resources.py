@@ -1,0 +1,76 @@
+"""Resources: what the options say is what Ray is asked for (fractional GPUs included)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps import cli
+from sweeps.config import SweepConfig
+from sweeps.tuner import _slots, fixed_config, make_trainable
+from vae_core.errors import ConfigError
+
+
+def config_from(*argv: str) -> SweepConfig:
+    return cli.sweep_config(cli.build_parser().parse_args(["run", *argv]))
+
+
+@pytest.fixture(scope="module")
+def data():
+    from vae_core import load_mnist
+
+    return load_mnist("mnist-5k").limit_train(100)
+
+
+@pytest.mark.parametrize(
+    ("argv", "gpus_in_cluster", "cpus", "gpus", "space", "slots"),
+    [
+        ((), 0, 1.0, 0.0, "quick", 16),  # no GPU: CPU trials, the laptop preset
+        ((), 1, 1.0, 0.25, "default", 4),  # a GPU: 4 trials share it, the full space
+        (("--gpus-per-trial", "0.5"), 1, 1.0, 0.5, "default", 2),
+        (("--gpus-per-trial", "0.25", "--cpus-per-trial", "2"), 2, 2.0, 0.25, "default", 8),
+        (("--gpus-per-trial", "0", "--space", "default"), 1, 1.0, 0.0, "default", 16),
+    ],
+)
+def test_options_become_trial_resources(
+    ray_local, data, argv, gpus_in_cluster, cpus, gpus, space, slots
+):
+    config = config_from(*argv).resolved(cluster_gpus=gpus_in_cluster)
+    assert (config.cpus_per_trial, config.gpus_per_trial, config.space.name) == (cpus, gpus, space)
+    trainable = make_trainable(config, data)
+    # tune.with_resources stores the request here; it is what Ray schedules trials by.
+    assert trainable._resources.required_resources == {
+        "CPU": cpus,
+        **({"GPU": gpus} if gpus else {}),
+    }
+    assert _slots(config, {"CPU": 16.0, "GPU": float(gpus_in_cluster)}) == slots
+    fixed = fixed_config(config, data)
+    assert fixed["device"] == ("cuda" if gpus else "cpu")
+    assert fixed["threads"] == int(cpus)
+
+
+def test_a_trial_larger_than_the_local_ray_is_refused():
+    config = config_from("--cpus-per-trial", "4").resolved(cluster_gpus=0)
+    with pytest.raises(ConfigError, match="needs 4 CPUs"):
+        _slots(config, {"CPU": 2.0})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"gpus_per_trial": 1.5}, "--gpus-per-trial"),
+        ({"gpus_per_trial": -0.25}, "--gpus-per-trial"),
+        ({"cpus_per_trial": 0}, "--cpus-per-trial"),
+        ({"samples": 0}, "--samples"),
+        ({"node_ip": "127.0.0.1"}, "other than 127.0.0.1"),
+        ({"node_ip": "10.1.2.3"}, "loopback"),
+        ({"name": "a/b"}, "--name"),
+        ({"data": "cifar"}, "--data"),
+    ],
+)
+def test_bad_options_are_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepConfig(**{"name": "x", **kwargs})
+
+
+def test_two_whole_gpus_per_trial_are_allowed():
+    assert SweepConfig(name="x", gpus_per_trial=2).gpus_per_trial == 2
