@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 sweep: $(STAMP)
-	$(BIN)/vae-sweep train
+	$(BIN)/vae-sweep run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

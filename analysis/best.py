@@ -5,12 +5,11 @@ Validation picks, test only reports: the test set never enters the choice.
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pandas as pd
 import torch
 
-from analysis.results import SweepResults, local_copy, resolve_path
+from analysis.results import FINISHED, SweepResults, local_copy, resolve_path
 from vae_core import storage
 from vae_core.checkpoint import load_checkpoint
 from vae_core.errors import CheckpointError, ConfigError, ResultsError
@@ -28,11 +27,16 @@ def trial_scores(results: SweepResults, metric: str = "val_loss") -> pd.Series:
     """
     if metric == "val_loss":
         return results.trials["best_val_loss"].astype(float)
-    allowed = [c for c in results.epochs.columns if c.startswith("val_")
-               and pd.api.types.is_numeric_dtype(results.epochs[c])]
+    allowed = [
+        c
+        for c in results.epochs.columns
+        if c.startswith("val_") and pd.api.types.is_numeric_dtype(results.epochs[c])
+    ]
     if metric not in allowed:
-        raise ConfigError(f"metric must be one of {', '.join(allowed)} (validation columns of "
-                          f"{results.path('epochs.parquet')}), but got {metric!r}")
+        raise ConfigError(
+            f"metric must be one of {', '.join(allowed)} (validation columns of "
+            f"{results.path('epochs.parquet')}), but got {metric!r}"
+        )
     best = results.epochs.groupby("trial_id")[metric].min()
     return results.trials["trial_id"].map(best).astype(float)
 
@@ -47,12 +51,13 @@ def choose_best(results: SweepResults, metric: str = "val_loss") -> pd.Series:
         ResultsError: no completed or early-stopped trial has a finite metric.
     """
     scored = results.trials.assign(score=trial_scores(results, metric))
-    ok = scored["status"].isin(("completed", "early_stopped")) & scored["score"].map(
-        lambda v: math.isfinite(v))
+    ok = scored["status"].isin(FINISHED) & np.isfinite(scored["score"].to_numpy(dtype=float))
     if not ok.any():
         counts = ", ".join(f"{n} {s}" for s, n in scored["status"].value_counts().items())
-        raise ResultsError(f"{results.path('trials.parquet')} has no finished trial with a "
-                           f"finite {metric} (trials: {counts})")
+        raise ResultsError(
+            f"{results.path('trials.parquet')} has no finished trial with a "
+            f"finite {metric} (trials: {counts})"
+        )
     ranked = scored[ok].sort_values(["score", "epochs_run", "trial_id"], kind="stable")
     return ranked.iloc[0]
 
@@ -68,23 +73,28 @@ def load_model(results: SweepResults, trial: pd.Series) -> tuple[ConvVAE, dict, 
     """
     rel = trial["checkpoint_path"]
     if not isinstance(rel, str) or not rel:
-        raise CheckpointError(f"trial {trial['trial_id']} has no checkpoint_path in "
-                              f"{results.path('trials.parquet')}")
+        raise CheckpointError(
+            f"trial {trial['trial_id']} has no checkpoint_path in {results.path('trials.parquet')}"
+        )
     path = resolve_path(results.root, rel)
     state = _load_state(path)
     config = state["config"] if isinstance(state["config"], dict) else {}
     for key in ("z_dim", "fc_size"):
         if key in trial and config.get(key) != int(trial[key]):
-            raise CheckpointError(f"checkpoint {path} has {key}={config.get(key)!r} but "
-                                  f"trials.parquet says {int(trial[key])} for that trial")
+            raise CheckpointError(
+                f"checkpoint {path} has {key}={config.get(key)!r} but "
+                f"trials.parquet says {int(trial[key])} for that trial"
+            )
     try:
         model = ConvVAE(int(config["z_dim"]), int(config["fc_size"]))
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else repr(err)
-        raise CheckpointError(f"checkpoint {path} does not match ConvVAE(z_dim="
-                              f"{config.get('z_dim')}, fc_size={config.get('fc_size')}): "
-                              f"{reason}") from err
+        raise CheckpointError(
+            f"checkpoint {path} does not match ConvVAE(z_dim="
+            f"{config.get('z_dim')}, fc_size={config.get('fc_size')}): "
+            f"{reason}"
+        ) from err
     # channels_last: the layout the trainer used; measured 1.9x faster decoding on a CPU.
     model = model.to(memory_format=torch.channels_last).eval()
     return model, state, path

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -17,18 +18,27 @@ from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from sqlalchemy.exc import SQLAlchemyError
 
 from analysis.figures import log_scaled
-from analysis.results import SweepResults, local_copy
+from analysis.results import FINISHED, SweepResults, local_copy
 from vae_core import storage
 from vae_core.errors import ResultsError
 
 log = logging.getLogger(__name__)
 SEED = 0  # fANOVA fits a random forest: a fixed seed gives the same bars every time
-STUDY_ERRORS = (optuna.exceptions.OptunaError, SQLAlchemyError, ValueError, RuntimeError,
-                KeyError, ResultsError)
+STUDY_ERRORS = (
+    optuna.exceptions.OptunaError,
+    SQLAlchemyError,
+    ValueError,
+    RuntimeError,
+    KeyError,
+    ResultsError,
+)
 
 
 def param_importances(
-    results: SweepResults, scores: pd.Series, *, metric: str,
+    results: SweepResults,
+    scores: pd.Series,
+    *,
+    metric: str,
 ) -> tuple[dict[str, float], str, int] | None:
     """Importances (summing to 1), a phrase naming their source and its trial count, or None.
 
@@ -36,12 +46,16 @@ def param_importances(
     to attribute.
     """
     if metric == results.sweep.get("metric", "val_loss") and storage.exists(
-            results.path("optuna.db")):
+        results.path("optuna.db")
+    ):
         try:
             return _from_database(results)
         except STUDY_ERRORS as err:
-            log.warning("importance: cannot use %s (%s); rebuilding the study from "
-                        "trials.parquet", results.path("optuna.db"), err)
+            log.warning(
+                "importance: cannot use %s (%s); rebuilding the study from trials.parquet",
+                results.path("optuna.db"),
+                err,
+            )
     return _from_table(results, scores, metric=metric)
 
 
@@ -51,13 +65,11 @@ def _from_database(results: SweepResults) -> tuple[dict[str, float], str, int]:
         try:
             names = [s.study_name for s in rdb.get_all_studies()]
             wanted = results.sweep.get("study_name") or results.name
-            name = wanted if wanted in names else (
-                names[0] if len(names) == 1 else None)
+            name = wanted if wanted in names else (names[0] if len(names) == 1 else None)
             if name is None:
                 raise ValueError(f"no study named {wanted!r} among {names}")
             study = optuna.load_study(study_name=name, storage=rdb)
-            complete = study.get_trials(deepcopy=False,
-                                        states=(optuna.trial.TrialState.COMPLETE,))
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             importances = _evaluate(study)
         finally:
             rdb.engine.dispose()  # close sqlite before the temporary copy is deleted
@@ -65,10 +77,13 @@ def _from_database(results: SweepResults) -> tuple[dict[str, float], str, int]:
 
 
 def _from_table(
-    results: SweepResults, scores: pd.Series, *, metric: str,
+    results: SweepResults,
+    scores: pd.Series,
+    *,
+    metric: str,
 ) -> tuple[dict[str, float], str, int] | None:
-    finished = results.trials["status"].isin(("completed", "early_stopped"))
-    ok = finished & scores.notna() & scores.map(lambda v: v == v and abs(v) != float("inf"))
+    finished = results.trials["status"].isin(FINISHED)
+    ok = finished & np.isfinite(scores.to_numpy(dtype=float))
     rows, values = results.trials[ok], scores[ok]
     params = [p for p in results.params if rows[p].nunique() > 1]
     if len(rows) < 2 or not params:
@@ -77,10 +92,18 @@ def _from_table(
     with _quiet_optuna():
         study = optuna.create_study(direction="minimize")
         for (_, row), value in zip(rows.iterrows(), values, strict=True):
-            study.add_trial(optuna.trial.create_trial(
-                params={p: _native(row[p], dists[p]) for p in params},
-                distributions=dists, value=float(value)))
-        importances = _evaluate(study)
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params={p: _native(row[p], dists[p]) for p in params},
+                    distributions=dists,
+                    value=float(value),
+                )
+            )
+        try:
+            importances = _evaluate(study)
+        except (ValueError, RuntimeError) as err:  # e.g. every trial scored the same
+            log.warning("importance: fANOVA failed on %d trials (%s)", len(rows), err)
+            return None
     return importances, f"fANOVA on the best {metric} of the finished trials", len(rows)
 
 

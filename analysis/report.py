@@ -1,7 +1,6 @@
-"""report.html: the whole sweep on one self-contained page, plotly.js embedded once.
+"""report.html's content: the sweep's tables, figures and notes, from the analysis's numbers.
 
-Each figure is written without its own copy of plotly.js (~4.6 MB); one script tag in the
-head serves them all, so the page opens offline and stays a few MB whatever the figure count.
+The page layout (HTML, CSS, plotly.js embedded once) lives in analysis/page.py.
 """
 
 from __future__ import annotations
@@ -9,125 +8,257 @@ from __future__ import annotations
 import html
 import math
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
-from analysis.figures import STATUS_COLORS, fmt
+from analysis import figures
+from analysis.evaluation import prior_samples, reconstructions
+from analysis.importance import param_importances
+from analysis.page import render_page
+from analysis.results import SweepResults
+from analysis.tsne import TRUST_K
+from vae_core.data import MnistSplits
+from vae_core.model import ConvVAE
 
-PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-SECTIONS = ("test-set", "leaderboard", "loss-curves", "parallel-coordinates", "importance",
-            "reconstructions", "prior-samples", "tsne")  # the ids a reader (or test) can find
-
-STYLE = """
-body{margin:0;background:#f5f6f8;color:#1d2330;
- font:14px/1.5 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif}
-main{max-width:1200px;margin:0 auto;padding:22px 28px 60px}
-h1{font-size:24px;margin:0 0 2px}
-h2{font-size:17px;margin:0 0 2px}
-h3{font-size:14px;margin:4px 0 6px;color:#3a4252}
-.meta,.note{color:#5b6475;font-size:13px;margin:0 0 10px}
-code{font-size:12px;background:#eef0f3;padding:1px 4px;border-radius:3px;word-break:break-all}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(165px,1fr));gap:12px;
- margin:16px 0}
-.card{background:#fff;border:1px solid #e2e5ea;border-radius:8px;padding:10px 14px}
-.card .k{color:#5b6475;font-size:11px;text-transform:uppercase;letter-spacing:.05em}
-.card .v{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums}
-.card .s{color:#5b6475;font-size:12px}
-section{background:#fff;border:1px solid #e2e5ea;border-radius:8px;padding:16px 20px;
- margin:16px 0}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums;font-size:13px}
-th,td{padding:4px 12px;text-align:right;border-bottom:1px solid #eef0f3;white-space:nowrap}
-th{background:#fafbfc;position:sticky;top:0;font-weight:600}
-th.l,td.l{text-align:left}
-tr.best td{background:#eaf6ea;font-weight:600}
-.scroll{max-height:440px;overflow:auto;border:1px solid #eef0f3;border-radius:6px}
-.badge{display:inline-block;padding:0 8px;border-radius:9px;font-size:12px;color:#fff}
-.two{display:grid;grid-template-columns:1fr 1fr;gap:24px;align-items:start}
-@media (max-width:900px){.two{grid-template-columns:1fr}}
-"""
+RECON_PER_DIGIT = 2  # test digits of each class shown beside their reconstructions
+PRIOR_SAMPLES = 40  # four rows of ten
 
 
-def render_report(
-    *, title: str, meta: list[str], cards: list[tuple[str, str, str]], best_table: list,
-    test_table: list, leaderboard: pd.DataFrame, best_id: str,
-    figures: dict[str, go.Figure | None], notes: dict[str, str],
+def build_report(
+    results: SweepResults,
+    scores: pd.Series,
+    summary: dict,
+    model: ConvVAE,
+    data: MnistSplits,
+    tsne_fig: go.Figure,
 ) -> str:
-    """The page's HTML. `figures` maps section ids to figures (None: the section says why)."""
-    body = [f"<h1>{html.escape(title)}</h1>",
-            *[f'<p class="meta">{line}</p>' for line in meta],
-            '<div class="cards">' + "".join(_card(*c) for c in cards) + "</div>"]
-    body.append(_section("test-set", "Best trial and its test-set numbers", notes,
-                         '<div class="two"><div><h3>Configuration</h3>' + _kv(best_table)
-                         + "</div><div><h3>Test set</h3>" + _kv(test_table) + "</div></div>"))
-    body.append(_section("leaderboard", "Leaderboard", notes,
-                         '<div class="scroll">' + _leaderboard(leaderboard, best_id) + "</div>"))
-    for sid, heading in (("loss-curves", "Validation loss per epoch"),
-                         ("parallel-coordinates", "Hyperparameters against the best metric"),
-                         ("importance", "Hyperparameter importance")):
-        body.append(_section(sid, heading, notes, _figure(figures.get(sid), sid)))
-    pair = "".join(f'<div id="{sid}"><h3>{heading}</h3><p class="note">'
-                   f'{html.escape(notes.get(sid, ""))}</p>{_figure(figures.get(sid), sid)}</div>'
-                   for sid, heading in (("reconstructions", "Reconstructions of test digits"),
-                                        ("prior-samples", "Samples from the prior")))
-    body.append(f'<section><h2>What the best model draws</h2><div class="two">{pair}</div>'
-                "</section>")
-    body.append(_section("tsne", "t-SNE map of the test-set latent means", notes,
-                         _figure(figures.get("tsne"), "tsne")))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
-            "<script type=\"text/javascript\">window.PlotlyConfig = {MathJaxConfig: 'local'};"
-            f"</script><script type=\"text/javascript\">{get_plotlyjs()}</script></head>"
-            f"<body><main>{''.join(body)}</main></body></html>\n")
+    """report.html for an analysed sweep: `summary` is best_trial.json's content."""
+    metric, params = summary["metric"], results.params
+    figs = {
+        "loss-curves": figures.loss_curves(
+            results.epochs,
+            results.trials,
+            metric=metric,
+            best_id=summary["trial_id"],
+            params=params,
+            rungs=_rungs(results.sweep.get("scheduler") or {}),
+        ),
+        "parallel-coordinates": figures.parallel_coordinates(
+            results.finished(),
+            scores[results.finished().index],
+            params=params,
+            log_params=_log_params(results),
+            metric=metric,
+        ),
+        "tsne": tsne_fig,
+    }
+    notes = _notes(results, summary)
+    found = param_importances(results, scores, metric=metric)
+    figs["importance"] = figures.importance_bars(found[0], found[1]) if found else None
+    if found:
+        notes["importance"] = (
+            f"Share of the variance in the best {metric} explained by each "
+            f"hyperparameter ({found[1]}, {found[2]} trials)."
+        )
+        if found[2] < 10:
+            notes["importance"] += f" With {found[2]} trials, read these shares as a hint only."
+    figs.update(_digit_figures(model, data))
+    return render_page(
+        title=f"Sweep {results.name}",
+        meta=_meta(results, summary),
+        cards=_cards(summary),
+        best_table=_best_rows(summary),
+        test_table=_test_rows(summary),
+        leaderboard=_leaderboard_table(results, scores, metric),
+        best_id=summary["trial_id"],
+        figures=figs,
+        notes=notes,
+    )
 
 
-def _section(sid: str, heading: str, notes: dict[str, str], content: str) -> str:
-    note = f'<p class="note">{html.escape(notes[sid])}</p>' if notes.get(sid) else ""
-    return f'<section id="{sid}"><h2>{html.escape(heading)}</h2>{note}{content}</section>'
+def _digit_figures(model: ConvVAE, data: MnistSplits) -> dict[str, go.Figure]:
+    """Test digits above their reconstructions, and samples from the prior."""
+    images = data.test_x[_per_digit(data.test_y.numpy(), RECON_PER_DIGIT)]
+    recon = reconstructions(model, images.to(next(model.parameters()).device))
+    rows, labels = [], []
+    for r in range(RECON_PER_DIGIT):
+        part = slice(r * 10, (r + 1) * 10)
+        rows += [images[part].squeeze(1).float().numpy() / 255, recon[part]]
+        labels += ["original", "reconstruction"]
+    prior = prior_samples(model, PRIOR_SAMPLES)
+    return {
+        "reconstructions": figures.image_grid(rows, labels),
+        "prior-samples": figures.image_grid(
+            [prior[i : i + 10] for i in range(0, PRIOR_SAMPLES, 10)], [""] * (PRIOR_SAMPLES // 10)
+        ),
+    }
 
 
-def _figure(fig: go.Figure | None, sid: str) -> str:
-    if fig is None:
-        return '<p class="note"><em>Not available for this sweep (see above).</em></p>'
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{sid}",
-                       config=PLOT_CONFIG)
+def _log_params(results: SweepResults) -> list[str]:
+    """Hyperparameters the sweep spread over a decade or more: shown on log axes."""
+    return [p for p in results.params if figures.log_scaled(results.trials[p])]
 
 
-def _card(key: str, value: str, sub: str) -> str:
-    return (f'<div class="card"><div class="k">{html.escape(key)}</div>'
-            f'<div class="v">{html.escape(value)}</div><div class="s">{html.escape(sub)}</div>'
-            "</div>")
+def _per_digit(labels: np.ndarray, per_digit: int) -> list[int]:
+    """Test indices ordered round by round: the r-th image of digit 0, 1, ..., 9."""
+    firsts = [np.flatnonzero(labels == d)[:per_digit] for d in range(10)]
+    return [int(firsts[d][r]) for r in range(per_digit) for d in range(10)]
 
 
-def _kv(rows: list[tuple[str, object]]) -> str:
-    cells = "".join(f'<tr><td class="l">{html.escape(k)}</td><td class="l">{_cell(v)}</td></tr>'
-                    for k, v in rows)
-    return f"<table>{cells}</table>"
+def _rungs(scheduler: dict) -> list[int]:
+    """ASHA's rung epochs: grace period, times the reduction factor, below max_t."""
+    try:
+        rung, factor = int(scheduler["grace_period"]), float(scheduler["reduction_factor"])
+        max_t = int(scheduler["max_t"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    rungs = []
+    while rung < max_t and factor > 1 and len(rungs) < 20:
+        rungs.append(rung)
+        rung = int(math.ceil(rung * factor))
+    return rungs
 
 
-def _leaderboard(table: pd.DataFrame, best_id: str) -> str:
-    left = {"trial_id", "status", "device"}
-    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(c)}</th>'
-                   for c in table.columns)
-    rows = []
-    for _, row in table.iterrows():
-        cells = []
-        for c in table.columns:
-            value = row[c]
-            if c == "status":
-                color = STATUS_COLORS.get(value, "#7f7f7f")
-                text = f'<span class="badge" style="background:{color}">' \
-                       f'{html.escape(str(value).replace("_", " "))}</span>'
-            else:
-                text = _cell(value)
-            cells.append(f'<td class="{"l" if c in left else ""}">{text}</td>')
-        css = ' class="best"' if row["trial_id"] == best_id else ""
-        rows.append(f"<tr{css}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+def _leaderboard_table(results: SweepResults, scores: pd.Series, metric: str) -> pd.DataFrame:
+    t = results.trials.assign(**{f"best {metric}": scores})
+    t = t.sort_values([f"best {metric}", "epochs_run"], na_position="last", kind="stable")
+    cols = [
+        "trial_id",
+        "status",
+        *results.params,
+        f"best {metric}",
+        "best_epoch",
+        "epochs_run",
+        "active_units",
+        "wall_seconds",
+    ]
+    if metric != "val_loss":
+        cols.insert(cols.index("best_epoch"), "best_val_loss")
+    board = t[cols].rename(
+        columns={
+            "best_epoch": "best epoch",
+            "epochs_run": "epochs",
+            "active_units": "active units",
+            "wall_seconds": "wall s",
+            "best_val_loss": "best val_loss",
+        }
+    )
+    for col in dict.fromkeys((f"best {metric}", "best val_loss", "wall s")):
+        if col in board:  # fixed decimals, so the column lines up
+            digits = 1 if col == "wall s" else 2
+            board[col] = [
+                f"{v:.{digits}f}" if np.isfinite(v) else None for v in board[col].astype(float)
+            ]
+    board.insert(0, "#", range(1, len(board) + 1))
+    return board
 
 
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "&ndash;"
-    return html.escape(fmt(value))
+def _meta(results: SweepResults, s: dict) -> list[str]:
+    escape = html.escape
+    counts = results.trials["status"].value_counts()
+    parts = ", ".join(
+        f"{counts[k]} {k.replace('_', ' ')}"
+        for k in ("completed", "early_stopped", "diverged", "error")
+        if k in counts
+    )
+    sweep = results.sweep
+    when = " &rarr; ".join(
+        escape(str(sweep[k])) for k in ("started_at", "finished_at") if sweep.get(k)
+    )
+    data = s["data"]
+    lines = [
+        f"{len(results.trials)} trials ({parts}) &middot; data {escape(data['source'])} "
+        f"({data['train']:,} train / {data['val']:,} val / {data['test']:,} test) &middot; "
+        f"{when}",
+        f"Results <code>{escape(results.root)}</code> &middot; analysed {s['analysed_at']} "
+        f"on {s['device']}",
+    ]
+    if sweep.get("command"):
+        command = sweep["command"]
+        command = " ".join(map(str, command)) if isinstance(command, list) else str(command)
+        lines.append(f"Command <code>{escape(command)}</code>")
+    return lines
+
+
+def _cards(s: dict) -> list[tuple[str, str, str]]:
+    t = s["test"]
+    return [
+        (
+            f"best val {s['metric']}",
+            f"{s['score']:.2f}",
+            f"trial {s['trial_id']}, epoch {s['best_epoch']}",
+        ),
+        ("test negative ELBO", f"{t['loss']:.2f}", f"recon {t['recon']:.2f} + KL {t['kl']:.2f}"),
+        (
+            "test NLL (IWAE)",
+            f"\u2264 {t['iwae_nll']:.2f}",
+            f"k = {t['iwae_k']}, \u00b1 {t['iwae_nll_stderr']:.2f} s.e.",
+        ),
+        ("kNN accuracy", f"{100 * t['knn_accuracy']:.1f}%", f"k = {t['knn_k']}, latent means"),
+        ("active units", f"{t['active_units']} / {t['z_dim']}", "Var of E[z|x] > 0.01"),
+        ("trustworthiness", f"{t['trustworthiness']:.3f}", f"t-SNE map, k = {TRUST_K}"),
+    ]
+
+
+def _best_rows(s: dict) -> list[tuple[str, object]]:
+    rows = [("trial", s["trial_id"]), ("status", s["status"].replace("_", " "))]
+    rows += [(p, v) for p, v in s["params"].items()]
+    config = s["config"]
+    rows += [
+        (k, config[k])
+        for k in ("batch_size", "epochs", "seed", "precision")
+        if k in config and k not in s["params"]
+    ]
+    rows += [
+        (f"best val {s['metric']}", f"{s['score']:.2f}"),
+        ("epochs run", s["epochs_run"]),
+        ("checkpoint (epoch)", s["checkpoint_epoch"]),
+        ("checkpoint", s["checkpoint"]),
+    ]
+    return rows
+
+
+def _test_rows(s: dict) -> list[tuple[str, object]]:
+    t = s["test"]
+    return [
+        ("test images", f"{t['images']:,}"),
+        ("negative ELBO (nats/image)", f"{t['loss']:.2f}"),
+        (" reconstruction", f"{t['recon']:.2f}"),
+        (" KL", f"{t['kl']:.2f}"),
+        (f"IWAE bound on −log p(x), k = {t['iwae_k']}", f"{t['iwae_nll']:.2f}"),
+        (" standard error", f"{t['iwae_nll_stderr']:.2f}"),
+        ("active units", f"{t['active_units']} of {t['z_dim']}"),
+        (f"kNN accuracy (k = {t['knn_k']})", f"{100 * t['knn_accuracy']:.2f}%"),
+        (f"t-SNE trustworthiness (k = {t['trustworthiness_k']})", f"{t['trustworthiness']:.4f}"),
+    ]
+
+
+def _notes(results: SweepResults, s: dict) -> dict[str, str]:
+    metric, t, ts = s["metric"], s["test"], s["tsne"]
+    rungs = _rungs(results.sweep.get("scheduler") or {})
+    rung_text = (
+        f" Dotted lines: ASHA's rungs (epochs {', '.join(map(str, rungs))}); a curve "
+        "that ends at one is a trial ASHA stopped there."
+        if rungs
+        else ""
+    )
+    logs = _log_params(results)
+    return {
+        "test-set": f"Chosen on validation {metric} only; the test set was used for nothing "
+        "but these numbers. Nats per image.",
+        "leaderboard": f"All {len(results.trials)} trials, best validation {metric} first; the "
+        "highlighted row is the best trial.",
+        "loss-curves": f"Validation {metric} of every trial after each epoch, coloured by "
+        f"status; the best trial in green.{rung_text}",
+        "parallel-coordinates": f"One line per finished trial, coloured by its best {metric}; "
+        "drag along an axis to filter." + (f" Log scale: {', '.join(logs)}." if logs else ""),
+        "importance": "Not enough finished trials with different hyperparameters to attribute "
+        "the metric to them.",
+        "reconstructions": "Test digits (rows marked original) and the decoder's output for "
+        "their posterior mean (below each).",
+        "prior-samples": f"{PRIOR_SAMPLES} draws z ~ N(0, I), decoded to pixel probabilities.",
+        "tsne": f"{ts['points']:,} of {ts['of']:,} test images (stratified by digit, seed "
+        f"{ts['seed']}); trustworthiness {t['trustworthiness']:.3f}. Hover for the digit "
+        "and test image index; click a legend entry to hide a digit.",
+    }

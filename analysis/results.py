@@ -20,14 +20,30 @@ from vae_core import storage
 from vae_core.errors import ResultsError
 
 FINISHED = ("completed", "early_stopped")  # trained without diverging or erroring
-TRIAL_COLUMNS = ["trial_id", "status", "best_val_loss", "last_val_loss", "best_epoch",
-                 "epochs_run", "active_units", "wall_seconds", "checkpoint_path"]
+TRIAL_COLUMNS = [
+    "trial_id",
+    "status",
+    "best_val_loss",
+    "last_val_loss",
+    "best_epoch",
+    "epochs_run",
+    "active_units",
+    "wall_seconds",
+    "checkpoint_path",
+]
 EPOCH_COLUMNS = ["trial_id", "epoch", "val_loss"]
 # Every other column of trials.parquet is a searched hyperparameter (the contract gives each
 # its own column), so the analysis needs no copy of the search space to find them.
 CONTRACT_COLUMNS = set(TRIAL_COLUMNS) | {
-    "best_val_recon", "best_val_kl", "images_per_second", "device", "precision", "node_id",
-    "node_ip", "hostname", "error",
+    "best_val_recon",
+    "best_val_kl",
+    "images_per_second",
+    "device",
+    "precision",
+    "node_id",
+    "node_ip",
+    "hostname",
+    "error",
 }
 
 
@@ -45,9 +61,13 @@ class SweepResults:
     @property
     def params(self) -> list[str]:
         """The searched hyperparameters: trials.parquet's numeric non-contract columns."""
-        return [c for c in self.trials.columns if c not in CONTRACT_COLUMNS
-                and pd.api.types.is_numeric_dtype(self.trials[c])
-                and not pd.api.types.is_bool_dtype(self.trials[c])]
+        return [
+            c
+            for c in self.trials.columns
+            if c not in CONTRACT_COLUMNS
+            and pd.api.types.is_numeric_dtype(self.trials[c])
+            and not pd.api.types.is_bool_dtype(self.trials[c])
+        ]
 
     def path(self, name: str) -> str:
         return storage.join(self.root, name)

@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from sweeps.config import LOCAL_NODE_IP, NODE_IP_ENV
+from sweeps.config import LOCAL_NODE_IP, NODE_IP_ENV, SHARED_STORAGE_ENV
 from vae_core.errors import ConfigError, VaeSweepError
 
 log = logging.getLogger("vae_sweep")
@@ -161,6 +161,14 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="where result folders go: a local folder or an s3:// / gs:// URI (default: ./results)",
     )
     p.add_argument(
+        "--shared-storage",
+        action="store_true",
+        default=os.environ.get(SHARED_STORAGE_ENV, "") == "1",
+        help="declare a local --storage path shared by every node (an NFS mount); without "
+        f"it a multi-node cluster needs an s3:// or gs:// --storage (default: "
+        f"${SHARED_STORAGE_ENV}=1)",
+    )
+    p.add_argument(
         "--name",
         default=None,
         help="the sweep's folder under --storage (default: sweep-YYYYMMDD-HHMMSS)",
@@ -231,6 +239,7 @@ def sweep_config(args: argparse.Namespace):
         gpus_per_trial=args.gpus_per_trial,
         address=args.address,
         node_ip=args.node_ip,
+        shared_storage=args.shared_storage,
         data=args.data or "auto",
         data_root=args.data_root,
         seed=0 if args.seed is None else args.seed,
@@ -307,26 +316,45 @@ def run_spaces(args: argparse.Namespace) -> int:
 
 # --- vae-sweep analyze -------------------------------------------------------------------------
 
+
 def add_analyze(sub: argparse._SubParsersAction) -> None:
     from analysis.defaults import IWAE_K, TSNE_POINTS
 
     p = sub.add_parser(
-        "analyze", help="best trial, test-set numbers, t-SNE map and report.html of a sweep",
+        "analyze",
+        help="best trial, test-set numbers, t-SNE map and report.html of a sweep",
         description="Analyse a finished sweep: choose the best trial on validation, evaluate it "
-                    "on the test set and write RESULTS_DIR/analysis/ (best_trial.json, "
-                    "tsne.parquet, tsne.html, report.html).")
-    p.add_argument("results_dir", metavar="RESULTS_DIR",
-                   help="the sweep's folder (local or s3://...), e.g. results/NAME")
-    p.add_argument("--metric", default="val_loss",
-                   help="validation column that picks the best trial (default: val_loss)")
-    p.add_argument("--iwae-k", type=int, default=IWAE_K,
-                   help=f"importance samples per test image for the IWAE bound (default: "
-                        f"{IWAE_K})")
-    p.add_argument("--tsne-points", type=int, default=TSNE_POINTS,
-                   help=f"test images on the t-SNE map, stratified by digit (default: "
-                        f"{TSNE_POINTS:,}; 0 = all)")
-    p.add_argument("--data-root", default=None,
-                   help="the MNIST folder, if sweep.json's data root is not valid here")
+        "on the test set and write RESULTS_DIR/analysis/ (best_trial.json, "
+        "tsne.parquet, tsne.html, report.html).",
+    )
+    p.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        help="the sweep's folder (local or s3://...), e.g. results/NAME",
+    )
+    p.add_argument(
+        "--metric",
+        default="val_loss",
+        help="validation column that picks the best trial (default: val_loss)",
+    )
+    p.add_argument(
+        "--iwae-k",
+        type=int,
+        default=IWAE_K,
+        help=f"importance samples per test image for the IWAE bound (default: {IWAE_K})",
+    )
+    p.add_argument(
+        "--tsne-points",
+        type=int,
+        default=TSNE_POINTS,
+        help=f"test images on the t-SNE map, stratified by digit (default: "
+        f"{TSNE_POINTS:,}; 0 = all)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="the MNIST folder, if sweep.json's data root is not valid here",
+    )
     p.add_argument("--out", default=None, help="output folder (default: RESULTS_DIR/analysis)")
     p.set_defaults(run=run_analyze)
 
@@ -335,9 +363,14 @@ def run_analyze(args: argparse.Namespace) -> int:
     from analysis import analyze_results
     from analysis.analyze import summary_lines
 
-    summary = analyze_results(args.results_dir, metric=args.metric, iwae_k=args.iwae_k,
-                              tsne_points=args.tsne_points or None, out=args.out,
-                              data_root=args.data_root)
+    summary = analyze_results(
+        args.results_dir,
+        metric=args.metric,
+        iwae_k=args.iwae_k,
+        tsne_points=args.tsne_points or None,
+        out=args.out,
+        data_root=args.data_root,
+    )
     print("\n".join(summary_lines(summary)))
     return 0
 

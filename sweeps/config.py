@@ -13,6 +13,7 @@ from vae_core.errors import ConfigError
 
 LOCAL_NODE_IP = "127.0.0.2"  # loopback, and not 127.0.0.1, which Ray rewrites to the LAN IP
 NODE_IP_ENV = "VAE_SWEEP_NODE_IP"  # overrides LOCAL_NODE_IP for `vae-sweep run` (tests use it)
+SHARED_STORAGE_ENV = "VAE_SWEEP_SHARED_STORAGE"  # "1": --shared-storage (for `ray job submit`)
 DEFAULT_STORAGE = "results"  # under the current directory, made absolute when the sweep starts
 GPU_SHARE = 0.25  # default GPU share per trial: 4 small VAEs fill one GPU better than 1
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -32,6 +33,7 @@ class SweepConfig:
     data: str = "auto"  # auto, mnist or mnist-5k
     data_root: str | None = None  # MNIST IDX folder; None: vae_core's default
     seed: int = 0  # Optuna's sampler and every trial's initialisation
+    shared_storage: bool = False  # a local --storage path every node sees (e.g. an NFS mount)
     resume: bool = False  # continue the sweep `name` instead of starting it
     command: tuple[str, ...] = ()  # the command line, recorded in sweep.json
 

@@ -1,14 +1,14 @@
 """The result tables (trials.parquet, epochs.parquet), built from what Ray Tune reports.
 
 A Tune callback keeps every trial's epochs in memory, rewrites both tables while the sweep
-runs (atomically, through vae_core.storage, so any pyarrow filesystem works) and once more
-at the end. Its state rides along in Ray's experiment snapshots, so a resumed sweep keeps the
+runs (when a trial finishes, else at most every 10 s, always after Ray's experiment snapshot;
+atomically, through vae_core.storage, so any pyarrow filesystem works) and once more at the
+end. Its state rides along in Ray's experiment snapshots, so a resumed sweep keeps the
 epochs of the trials that finished before the interruption.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import statistics
 import time
@@ -20,8 +20,6 @@ from ray import tune
 
 from sweeps.trial import CHECKPOINT_FILE
 from vae_core import storage
-
-log = logging.getLogger(__name__)
 
 STATUSES = ("completed", "early_stopped", "diverged", "error")
 # epochs.parquet: one row per trial per epoch; the contract's column order and types.

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import optuna
 import pandas as pd
 import pyarrow.fs as pafs
+import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
@@ -99,6 +100,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     data = load_mnist(config.data, config.data_root)
     with ray_session(config.address, config.node_ip) as cluster:
         config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
+        _check_storage_is_shared(config)
         slots = _slots(config, cluster)
         data = data.limit_train(config.space.fixed.get("train_limit"))
         if record is None:
@@ -317,6 +319,30 @@ def _check_results_dir(results_dir: str, resume: bool) -> dict | None:
     if not exists or not storage.exists(storage.join(results_dir, "sweep.json")):
         raise ConfigError(f"nothing to resume: {results_dir} holds no sweep (no sweep.json)")
     return read_record(results_dir)
+
+
+def _check_storage_is_shared(config: SweepConfig) -> None:
+    """Refuse a node-local --storage where trials may run on other nodes than this driver.
+
+    Ray moves a restarted trial to any node with room; with a folder only one node sees,
+    the trial would not find its checkpoints there (and the tables would miss its results).
+    """
+    if storage.is_uri(config.storage) or config.shared_storage or config.address is None:
+        return
+    alive = [node for node in ray.nodes() if node["Alive"]]
+    here = ray.get_runtime_context().get_node_id()
+    # A head that runs no trials (cluster.yaml's CPU-less head) is multi-node in effect:
+    # its workers are started later by the autoscaler.
+    head_runs_trials = any(
+        node["NodeID"] == here and node["Resources"].get("CPU", 0) > 0 for node in alive
+    )
+    if len(alive) > 1 or not head_runs_trials:
+        raise ConfigError(
+            f"--storage {config.storage} is a local folder, but trials run on other nodes "
+            f"than this one, which could not read their checkpoints there: use shared "
+            f"storage (an s3:// or gs:// URI), or pass --shared-storage if every node "
+            f"mounts this path (e.g. NFS)"
+        )
 
 
 def _slots(config: SweepConfig, cluster: dict) -> int:

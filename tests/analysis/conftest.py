@@ -17,8 +17,9 @@ def analyzed(small_sweep, tmp_path_factory) -> tuple[dict, Path]:
     from analysis import analyze_results
 
     out = tmp_path_factory.mktemp("analysis")
-    return analyze_results(small_sweep, iwae_k=IWAE_K, tsne_points=TSNE_POINTS, out=out,
-                           progress=False), out
+    return analyze_results(
+        small_sweep, iwae_k=IWAE_K, tsne_points=TSNE_POINTS, out=out, progress=False
+    ), out
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from analysis.report import SECTIONS
+from analysis.page import SECTIONS
 from tests.analysis.conftest import IWAE_K, TSNE_POINTS
 from tests.analysis.plotly_html import array, plotly_figures
 
@@ -17,8 +17,15 @@ def test_best_trial_json_holds_finite_test_numbers(analyzed):
     saved = json.loads((out / "best_trial.json").read_text())
     assert saved["trial_id"] == summary["trial_id"]
     test = saved["test"]
-    for key in ("loss", "recon", "kl", "iwae_nll", "iwae_nll_stderr", "knn_accuracy",
-                "trustworthiness"):
+    for key in (
+        "loss",
+        "recon",
+        "kl",
+        "iwae_nll",
+        "iwae_nll_stderr",
+        "knn_accuracy",
+        "trustworthiness",
+    ):
         assert math.isfinite(test[key]), key
     assert test["iwae_k"] == IWAE_K and 0 <= test["active_units"] <= test["z_dim"]
     assert 0.1 < test["knn_accuracy"] <= 1 and 0.5 < test["trustworthiness"] <= 1
@@ -50,8 +57,13 @@ def test_tsne_table_has_the_same_rows(analyzed):
     assert len(table) == TSNE_POINTS == summary["tsne"]["points"]
     assert table["test_index"].is_unique and set(table["label"]) == set(range(10))
     z_dim = summary["test"]["z_dim"]
-    assert list(table.columns) == ["test_index", "label", "tsne_x", "tsne_y",
-                                   *[f"mu_{d}" for d in range(z_dim)]]
+    assert list(table.columns) == [
+        "test_index",
+        "label",
+        "tsne_x",
+        "tsne_y",
+        *[f"mu_{d}" for d in range(z_dim)],
+    ]
     assert table[["tsne_x", "tsne_y"]].notna().all().all()
 
 
@@ -65,10 +77,15 @@ def test_report_has_every_section_and_plotly_js_once(analyzed, small_sweep):
     figures = plotly_figures(page)
     drawn = re.findall(r'<div id="fig-([a-z-]+)" class="plotly-graph-div"', page)
     assert len(figures) == len(drawn) >= 5
-    assert {"loss-curves", "parallel-coordinates", "reconstructions", "prior-samples",
-            "tsne"} <= set(drawn)
+    assert {
+        "loss-curves",
+        "parallel-coordinates",
+        "reconstructions",
+        "prior-samples",
+        "tsne",
+    } <= set(drawn)
     trials = pd.read_parquet(small_sweep / "trials.parquet")
-    board = page[page.index('id="leaderboard"'):page.index('id="loss-curves"')]
+    board = page[page.index('id="leaderboard"') : page.index('id="loss-curves"')]
     assert board.count("<tr") == 1 + len(trials)  # header + one row per trial
     assert all(t in board for t in trials["trial_id"])
 
@@ -76,4 +93,20 @@ def test_report_has_every_section_and_plotly_js_once(analyzed, small_sweep):
 def test_writing_left_no_temporary_files(analyzed):
     _, out = analyzed
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["best_trial.json", "report.html", "tsne.html", "tsne.parquet"])
+        ["best_trial.json", "report.html", "tsne.html", "tsne.parquet"]
+    )
+
+
+def test_another_metric_chooses_and_ranks(small_sweep, tmp_path):
+    from analysis import analyze_results
+
+    summary = analyze_results(
+        small_sweep, metric="val_recon", iwae_k=2, tsne_points=100, out=tmp_path, progress=False
+    )
+    epochs = pd.read_parquet(small_sweep / "epochs.parquet")
+    trials = pd.read_parquet(small_sweep / "trials.parquet")
+    finished = trials[trials["status"].isin(["completed", "early_stopped"])]["trial_id"]
+    best = epochs[epochs["trial_id"].isin(finished)].groupby("trial_id")["val_recon"].min()
+    assert summary["trial_id"] == best.idxmin() and summary["score"] == best.min()
+    page = (tmp_path / "report.html").read_text()
+    assert "best val_recon" in page and "best val_loss" in page

@@ -18,34 +18,63 @@ def results(rows: list[tuple], epochs: list[tuple] = ()) -> SweepResults:
 
 def test_best_is_the_independent_argmin_of_trials_parquet(small_sweep):
     table = pd.read_parquet(small_sweep / "trials.parquet")
-    ok = table[table["status"].isin(["completed", "early_stopped"])
-               & table["best_val_loss"].notna()]
+    ok = table[
+        table["status"].isin(["completed", "early_stopped"]) & table["best_val_loss"].notna()
+    ]
     expected = ok.loc[ok["best_val_loss"].idxmin(), "trial_id"]
     assert choose_best(load_results(small_sweep))["trial_id"] == expected
 
 
 def test_diverged_and_errored_trials_never_win():
-    best = choose_best(results([("a", "diverged", 50.0, 3), ("b", "error", 40.0, 1),
-                                ("c", "early_stopped", 120.0, 1), ("d", "completed", 110.0, 4)]))
+    best = choose_best(
+        results(
+            [
+                ("a", "diverged", 50.0, 3),
+                ("b", "error", 40.0, 1),
+                ("c", "early_stopped", 120.0, 1),
+                ("d", "completed", 110.0, 4),
+            ]
+        )
+    )
     assert best["trial_id"] == "d"
 
 
 def test_ties_go_to_the_trial_with_fewer_epochs():
-    best = choose_best(results([("a", "completed", 100.0, 4), ("b", "early_stopped", 100.0, 2),
-                                ("c", "completed", 100.0, 3)]))
+    best = choose_best(
+        results(
+            [
+                ("a", "completed", 100.0, 4),
+                ("b", "early_stopped", 100.0, 2),
+                ("c", "completed", 100.0, 3),
+            ]
+        )
+    )
     assert best["trial_id"] == "b"
 
 
 def test_no_finished_trial_is_one_error_naming_the_table():
     with pytest.raises(ResultsError, match=r"trials\.parquet has no finished trial.*2 diverged"):
-        choose_best(results([("a", "diverged", math.nan, 1), ("b", "diverged", math.nan, 2),
-                             ("c", "completed", math.nan, 3)]))
+        choose_best(
+            results(
+                [
+                    ("a", "diverged", math.nan, 1),
+                    ("b", "diverged", math.nan, 2),
+                    ("c", "completed", math.nan, 3),
+                ]
+            )
+        )
 
 
 def test_another_validation_column_is_minimised_over_epochs():
-    r = results([("a", "completed", 100.0, 2), ("b", "completed", 101.0, 2)],
-                [("a", 1, 110.0, 95.0), ("a", 2, 100.0, 90.0),
-                 ("b", 1, 120.0, 80.0), ("b", 2, 101.0, 85.0)])
+    r = results(
+        [("a", "completed", 100.0, 2), ("b", "completed", 101.0, 2)],
+        [
+            ("a", 1, 110.0, 95.0),
+            ("a", 2, 100.0, 90.0),
+            ("b", 1, 120.0, 80.0),
+            ("b", 2, 101.0, 85.0),
+        ],
+    )
     assert choose_best(r)["trial_id"] == "a"
     best = choose_best(r, "val_recon")
     assert (best["trial_id"], best["score"]) == ("b", 80.0)

@@ -11,11 +11,19 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +32,12 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, args=FLAGS, headless=True,
-            viewport={"width": 1400, "height": 900})
+            str(profile),
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            viewport={"width": 1400, "height": 900},
+        )
         yield context
         context.close()
 
@@ -45,8 +57,10 @@ def render(browser, page_path: Path, screenshot: Path) -> tuple[int, int, list[s
     page.goto(page_path.as_uri(), wait_until="load")
     graphs = page.locator(".plotly-graph-div").count()
     page.wait_for_function(
-        "n => document.querySelectorAll('.plotly-graph-div .main-svg').length >= n", arg=graphs,
-        timeout=60_000)
+        "n => document.querySelectorAll('.plotly-graph-div .main-svg').length >= n",
+        arg=graphs,
+        timeout=60_000,
+    )
     rendered = page.evaluate("""() => [...document.querySelectorAll('.plotly-graph-div')]
         .filter(d => d.querySelector('.plot-container .main-svg') && d._fullLayout).length""")
     page.screenshot(path=str(screenshot), full_page=True)

@@ -6,14 +6,18 @@ import sys
 
 
 def vae_sweep(*args):
-    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def snapshot(folder):
     """Every file outside analysis/ with its size and modification time."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and "analysis" not in p.parts}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and "analysis" not in p.parts
+    }
 
 
 def test_analyze_through_a_uri_writes_only_the_analysis_folder(sweep_copy):
@@ -24,7 +28,11 @@ def test_analyze_through_a_uri_writes_only_the_analysis_folder(sweep_copy):
     assert "best trial" in proc.stdout and "IWAE NLL" in proc.stdout
     out = sweep_copy / "analysis"
     assert sorted(p.name for p in out.iterdir()) == [
-        "best_trial.json", "report.html", "tsne.html", "tsne.parquet"]
+        "best_trial.json",
+        "report.html",
+        "tsne.html",
+        "tsne.parquet",
+    ]
     assert json.loads((out / "best_trial.json").read_text())["tsne"]["points"] == 200
     assert snapshot(sweep_copy) == before  # optuna.db included: it was read from a copy
 

@@ -53,7 +53,6 @@ def test_analyze_on_the_storage_path_writes_the_tsne_map(sweep, cluster):
     assert (results / "analysis" / "tsne.html").stat().st_size > 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs the multi-node storage check in sweeps (issue 6)")
 def test_local_storage_on_two_nodes_is_refused(cluster):
     storage = cluster.root / "not-shared"
     proc = subprocess.run(
