@@ -50,10 +50,17 @@ def plain_loop(images: torch.Tensor, epochs: int, batch_size: int, device, seed:
     return model, len(images) * epochs / seconds
 
 
-def ours(data, epochs: int, batch_size: int, device: str, precision: str, compile_: bool,
-         seed: int):
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, device=device,
-                         precision=precision, compile=compile_, seed=seed)
+def ours(
+    data, epochs: int, batch_size: int, device: str, precision: str, compile_: bool, seed: int
+):
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        compile=compile_,
+        seed=seed,
+    )
     result = train(config, data=data)
     # Training images per second, epoch-weighted: the same measure as the plain loop's.
     seconds = sum(len(data.train_x) / m["images_per_second"] for m in result.history)
@@ -67,8 +74,12 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile in vae_core.train")
     p.add_argument("--data", default="auto")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--train-limit", type=int, default=8000,
-                   help="training images per epoch (default 8000; 0 = all)")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=8000,
+        help="training images per epoch (default 8000; 0 = all)",
+    )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[128])
@@ -81,10 +92,14 @@ def main() -> None:
     precision = resolve_precision(args.precision, device)
     data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None)
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "-"
-    print(f"machine: {platform.processor() or platform.machine()}, cpu capability "
-          f"{cpu_capability()}, torch threads {torch.get_num_threads()}, gpu {gpu}")
-    print(f"data: {data.source}, {len(data.train_x)} training images x {args.epochs} epochs, "
-          f"{args.rounds} rounds; vae_core.train precision={precision} compile={args.compile}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, cpu capability "
+        f"{cpu_capability()}, torch threads {torch.get_num_threads()}, gpu {gpu}"
+    )
+    print(
+        f"data: {data.source}, {len(data.train_x)} training images x {args.epochs} epochs, "
+        f"{args.rounds} rounds; vae_core.train precision={precision} compile={args.compile}"
+    )
     val = data.val_x.to(device)
     for batch_size in args.batch_sizes:
         plain_ips, our_ips, plain_val, our_val = [], [], [], []
@@ -92,17 +107,20 @@ def main() -> None:
             model, ips = plain_loop(data.train_x, args.epochs, batch_size, device, seed=r)
             plain_ips.append(ips)
             plain_val.append(evaluate(model, val)["loss"])
-            result, ips = ours(data, args.epochs, batch_size, str(device.type), precision,
-                               args.compile, seed=r)
+            result, ips = ours(
+                data, args.epochs, batch_size, str(device.type), precision, args.compile, seed=r
+            )
             our_ips.append(ips)
             our_val.append(evaluate(result.model, val)["loss"])
         ratio = statistics.median(our_ips) / statistics.median(plain_ips)
-        print(f"batch {batch_size}: plain loop {statistics.median(plain_ips):,.0f} img/s "
-              f"(val loss {statistics.median(plain_val):.2f}), vae_core.train "
-              f"{statistics.median(our_ips):,.0f} img/s (val loss {statistics.median(our_val):.2f})"
-              f"  ratio {ratio:.2f}x   [per round: plain "
-              f"{', '.join(f'{v:,.0f}' for v in plain_ips)}; ours "
-              f"{', '.join(f'{v:,.0f}' for v in our_ips)}]")
+        print(
+            f"batch {batch_size}: plain loop {statistics.median(plain_ips):,.0f} img/s "
+            f"(val loss {statistics.median(plain_val):.2f}), vae_core.train "
+            f"{statistics.median(our_ips):,.0f} img/s (val loss {statistics.median(our_val):.2f})"
+            f"  ratio {ratio:.2f}x   [per round: plain "
+            f"{', '.join(f'{v:,.0f}' for v in plain_ips)}; ours "
+            f"{', '.join(f'{v:,.0f}' for v in our_ips)}]"
+        )
 
 
 if __name__ == "__main__":

@@ -98,8 +98,9 @@ class LoopbackCluster:
         deadline = time.monotonic() + timeout
         while (status := client.get_job_status(job_id).value) != "RUNNING":
             if status in JOB_ENDED or time.monotonic() > deadline:
-                pytest.fail(f"job {job_id} {status}, not running:\n"
-                            f"{client.get_job_logs(job_id)[-2000:]}")
+                pytest.fail(
+                    f"job {job_id} {status}, not running:\n{client.get_job_logs(job_id)[-2000:]}"
+                )
             time.sleep(0.2)
 
     def run_driver(self, code: str, *, timeout: float = 120, env: dict | None = None):
@@ -223,7 +224,7 @@ def _reap_orphans() -> None:
     going on beside this one is left alone.
     """
     for root in Path(TMP_BASE).glob(f"{ROOT_PREFIX}*"):
-        owner = root.name[len(ROOT_PREFIX):].split("-", 1)[0]
+        owner = root.name[len(ROOT_PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not Path(f"/proc/{owner}").exists():
             stop_owned(root)
             shutil.rmtree(root, ignore_errors=True)
@@ -257,8 +258,12 @@ def _ray(args: list[str], env: dict[str, str], log: Path) -> None:
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     with log.open("a") as out:
         proc = subprocess.run(
-            [ray_cli, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-            timeout=START_TIMEOUT_S, stdin=subprocess.DEVNULL,
+            [ray_cli, *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=START_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
         )
     if proc.returncode != 0:
         tail = log.read_text()[-3000:]
@@ -270,8 +275,12 @@ def _generate_token(env: dict[str, str]) -> str:
     # (and prints the token, which stays out of the logs).
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     subprocess.run(
-        [ray_cli, "get-auth-token", "--generate"], env=env, check=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=START_TIMEOUT_S,
+        [ray_cli, "get-auth-token", "--generate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=START_TIMEOUT_S,
     )
     token_file = Path(env["HOME"], ".ray", "auth_token")
     token_file.chmod(0o600)
@@ -279,27 +288,47 @@ def _generate_token(env: dict[str, str]) -> str:
 
 
 def _start_head(env: dict[str, str], root: Path, gcs_port: int, dash_port: int) -> None:
-    _ray([
-        "start", "--head",
-        f"--node-ip-address={HEAD_IP}", f"--port={gcs_port}",
-        f"--dashboard-host={HEAD_IP}", f"--dashboard-port={dash_port}",
-        f"--ray-client-server-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",  # default 52365 is shared machine-wide
-        "--min-worker-port=0", "--max-worker-port=0",  # random ports, not a fixed shared range
-        "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}",
-        f"--temp-dir={root / 'h'}", "--disable-usage-stats",
-    ], env, root / "ray-start.log")
+    _ray(
+        [
+            "start",
+            "--head",
+            f"--node-ip-address={HEAD_IP}",
+            f"--port={gcs_port}",
+            f"--dashboard-host={HEAD_IP}",
+            f"--dashboard-port={dash_port}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",  # default 52365 is shared machine-wide
+            "--min-worker-port=0",
+            "--max-worker-port=0",  # random ports, not a fixed shared range
+            "--num-cpus=1",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            f"--temp-dir={root / 'h'}",
+            "--disable-usage-stats",
+        ],
+        env,
+        root / "ray-start.log",
+    )
 
 
 def _start_worker(env: dict[str, str], root: Path, gcs_address: str) -> None:
-    _ray([
-        "start", f"--address={gcs_address}", f"--node-ip-address={WORKER_IP}",
-        "--num-cpus=1", "--resources", json.dumps({"worker_node": 1}),
-        f"--dashboard-agent-listen-port={free_port()}",
-        "--min-worker-port=0", "--max-worker-port=0",
-        f"--object-store-memory={OBJECT_STORE_BYTES}",
-        f"--temp-dir={root / 'w'}", "--disable-usage-stats",
-    ], env, root / "ray-start.log")
+    _ray(
+        [
+            "start",
+            f"--address={gcs_address}",
+            f"--node-ip-address={WORKER_IP}",
+            "--num-cpus=1",
+            "--resources",
+            json.dumps({"worker_node": 1}),
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            f"--temp-dir={root / 'w'}",
+            "--disable-usage-stats",
+        ],
+        env,
+        root / "ray-start.log",
+    )
 
 
 def _alive_node_ips(dashboard_url: str, token: str) -> set[str]:
@@ -350,8 +379,13 @@ def loopback_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Loopba
         dashboard_url = f"http://{HEAD_IP}:{dash_port}"
         _wait_for_nodes(dashboard_url, token, {HEAD_IP, WORKER_IP})
         yield LoopbackCluster(
-            head_ip=HEAD_IP, worker_ip=WORKER_IP, gcs_address=gcs_address,
-            dashboard_url=dashboard_url, token=token, env=env, root=root,
+            head_ip=HEAD_IP,
+            worker_ip=WORKER_IP,
+            gcs_address=gcs_address,
+            dashboard_url=dashboard_url,
+            token=token,
+            env=env,
+            root=root,
             start_s=time.monotonic() - t0,
         )
     finally:
@@ -365,7 +399,7 @@ def _hex_ip(field: str) -> str:
     """Address of a /proc/net/tcp{,6} entry ("0100007F" = 127.0.0.1; 32-bit words are
     little-endian)."""
     raw = bytes.fromhex(field)
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 

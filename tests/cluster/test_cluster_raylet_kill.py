@@ -64,7 +64,8 @@ def test_sweep_survives_a_dead_worker_raylet(start_cluster):
         space.write_text(SPACE)
         job_id = cluster.submit(
             f"{SHARED} vae-sweep run --address auto --space {space} --data mnist-5k "
-            f"--storage {storage} --name kill --no-analyze")
+            f"--storage {storage} --name kill --no-analyze"
+        )
         victim = wait_for_trial_midway_on(cluster.worker_ip, storage / "kill")
         os.kill(cluster.raylet_pid(cluster.worker_ip), signal.SIGKILL)
         status, logs = cluster.wait_for_job(job_id)

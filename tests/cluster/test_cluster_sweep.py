@@ -19,16 +19,17 @@ SAMPLES = 4
 SHARED = "VAE_SWEEP_SHARED_STORAGE=1"
 # 2 epochs of the 5k sample (4,000 training digits): ~40 s on 2 cores; each node has 1 CPU,
 # so the 2 trials that run at once are one per node.
-SWEEP = (f"vae-sweep run --address auto --space quick --samples {SAMPLES} --epochs 2 "
-         f"--data mnist-5k --name {NAME} --no-analyze")
+SWEEP = (
+    f"vae-sweep run --address auto --space quick --samples {SAMPLES} --epochs 2 "
+    f"--data mnist-5k --name {NAME} --no-analyze"
+)
 
 
 @pytest.fixture(scope="module")
 def sweep(cluster):
     """(status, logs, results folder) of the sweep job, run once for this module."""
     storage = cluster.root / "results"
-    status, logs = cluster.wait_for_job(
-        cluster.submit(f"{SHARED} {SWEEP} --storage {storage}"))
+    status, logs = cluster.wait_for_job(cluster.submit(f"{SHARED} {SWEEP} --storage {storage}"))
     return status, logs, storage / NAME
 
 
@@ -47,7 +48,10 @@ def test_analyze_on_the_storage_path_writes_the_tsne_map(sweep, cluster):
     # Run here, outside the cluster, on the folder the job wrote: as a user would.
     proc = subprocess.run(
         [VAE_SWEEP, "analyze", str(results), "--tsne-points", "500", "--iwae-k", "5"],
-        env=cluster.env, capture_output=True, text=True, timeout=300,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (results / "analysis" / "tsne.html").stat().st_size > 0
@@ -56,10 +60,27 @@ def test_analyze_on_the_storage_path_writes_the_tsne_map(sweep, cluster):
 def test_local_storage_on_two_nodes_is_refused(cluster):
     storage = cluster.root / "not-shared"
     proc = subprocess.run(
-        [VAE_SWEEP, "run", "--address", cluster.gcs_address, "--storage", str(storage),
-         "--name", "refused", "--samples", "1", "--epochs", "1", "--data", "mnist-5k",
-         "--no-analyze"],
-        env=cluster.env, capture_output=True, text=True, timeout=300,
+        [
+            VAE_SWEEP,
+            "run",
+            "--address",
+            cluster.gcs_address,
+            "--storage",
+            str(storage),
+            "--name",
+            "refused",
+            "--samples",
+            "1",
+            "--epochs",
+            "1",
+            "--data",
+            "mnist-5k",
+            "--no-analyze",
+        ],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert "shared" in proc.stderr  # the message says why and how to declare it
