@@ -199,7 +199,7 @@ def summary_lines(s: dict) -> list[str]:
     t = s["test"]
     params = " ".join(f"{k}={figures.fmt(v)}" for k, v in s["params"].items())
     return [
-        f"best trial {s['trial_id']} ({s['status']}): val {s['metric']} {s['score']:.2f} at "
+        f"best trial {s['trial_id']} ({s['status']}): {s['metric']} {s['score']:.2f} at "
         f"epoch {s['best_epoch']}; {params}",
         f"test ({t['images']:,} images): negative ELBO {t['loss']:.2f} nats (recon "
         f"{t['recon']:.2f} + KL {t['kl']:.2f}); IWAE NLL <= {t['iwae_nll']:.2f} "
