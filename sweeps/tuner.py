@@ -63,10 +63,12 @@ class SweepOutcome:
 
     def best(self) -> pd.Series | None:
         """The trial with the lowest best val loss among those that neither diverged nor
-        failed, or None."""
+        failed, or None. Ties break as in analysis.best.choose_best (fewer epochs, then
+        trial_id), so the summary names the trial the analysis then evaluates."""
         ok = self.trials[self.trials["status"].isin(["completed", "early_stopped"])]
         ok = ok.dropna(subset=["best_val_loss"])
-        return None if ok.empty else ok.loc[ok["best_val_loss"].idxmin()]
+        ranked = ok.sort_values(["best_val_loss", "epochs_run", "trial_id"], kind="stable")
+        return None if ranked.empty else ranked.iloc[0]
 
 
 def storage_root(path: str) -> str:
