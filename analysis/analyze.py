@@ -39,11 +39,15 @@ from vae_core import storage
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.device import resolve_device
 from vae_core.errors import CheckpointError, ConfigError, DataError
-from vae_core.evaluate import evaluate, latent_means
+from vae_core.evaluate import OUTLIER_IQRS, Evaluation, evaluate, latent_means
+from vae_core.evaluate import outlier_text as describe_outliers
 
 log = logging.getLogger(__name__)
 
 FILES = ("tsne.parquet", "tsne.html", "report.html", "best_trial.json")  # in writing order
+# Outlier test images listed in best_trial.json, worst first; `test.outliers` counts them all.
+# A model that breaks on many images has a bad median already: 20 show what went wrong.
+OUTLIERS_LISTED = 20
 
 
 def analyze_results(
@@ -95,6 +99,7 @@ def analyze_results(
     )
 
     dev = resolve_device(device)
+    _check_weights(model, checkpoint)
     model = model.to(dev)
     test, test_z = _test_numbers(model, data, dev, iwae_k=iwae_k, progress=progress, clock=clock)
     _check_finite(test, checkpoint)
@@ -142,7 +147,8 @@ def analyze_results(
 def _test_numbers(
     model, data: MnistSplits, dev, *, iwae_k: int, progress: bool, clock: _Clock
 ) -> tuple[dict, np.ndarray]:
-    """Test negative ELBO, IWAE bound, active units and kNN accuracy; and the test latents."""
+    """Test negative ELBO (mean, median, 99th percentile, outliers), IWAE bound, active units
+    and kNN accuracy; and the test latents."""
     test_x = data.test_x.to(dev)
     elbo = evaluate(model, test_x)  # fp32: reported numbers must not depend on the hardware
     clock.lap("test_elbo")
@@ -154,13 +160,14 @@ def _test_numbers(
     clock.lap("knn")
     return {
         "images": len(test_x),
-        "loss": elbo["loss"],
-        "recon": elbo["recon"],
-        "kl": elbo["kl"],
+        "loss": elbo.loss,
+        "recon": elbo.recon,
+        "kl": elbo.kl,
+        **outlier_numbers(elbo),
         "iwae_nll": iwae,
         "iwae_nll_stderr": iwae_se,
         "iwae_k": iwae_k,
-        "active_units": elbo["active_units"],
+        "active_units": elbo.active_units,
         "z_dim": model.z_dim,
         "knn_accuracy": knn,
         "knn_k": KNN_K,
@@ -184,9 +191,46 @@ def _tsne_map(
     return tsne_table(idx, test_y[idx], test_z[idx], coords)
 
 
+def outlier_numbers(elbo: Evaluation, listed: int = OUTLIERS_LISTED) -> dict:
+    """best_trial.json's robust test statistics: the median, the 99th percentile, the mean
+    with outliers capped, the fence and the outlier images (the `listed` worst, by test index).
+
+    `elbo` must cover the whole test set in order, so its indices are test indices. A value
+    that is not finite is written as null (JSON has no NaN).
+    """
+    return {
+        "median": elbo.median,
+        "p99": elbo.p99,
+        "robust_loss": elbo.robust_loss,
+        "outlier_fence": elbo.fence,
+        "outlier_iqrs": OUTLIER_IQRS,
+        "outliers": len(elbo.outliers),
+        "outlier_images": [
+            {"index": int(i), "loss": float(v) if math.isfinite(v) else None}
+            for i, v in zip(elbo.outliers[:listed], elbo.outlier_losses[:listed], strict=True)
+        ],
+    }
+
+
+def _check_weights(model, checkpoint: str) -> None:
+    # Weights that load but hold NaN or inf (a checkpoint saved just before divergence) would
+    # otherwise surface later as a JSON or t-SNE error far from their cause. One image far
+    # out of distribution is no reason to reject a model: the evaluation counts it instead.
+    bad = [
+        name
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+        if t.is_floating_point() and not bool(t.isfinite().all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} has non-finite weights ({', '.join(bad[:5])}"
+            f"{f' and {len(bad) - 5} more' if len(bad) > 5 else ''})"
+        )
+
+
 def _check_finite(test: dict, checkpoint: str) -> None:
-    # Weights that load but compute NaN (a checkpoint saved just before divergence) would
-    # otherwise surface later as a JSON or t-SNE error far from their cause.
+    # With finite weights, the bounded log-variance and float64 sums, the test numbers are
+    # finite even when some images are outliers; a non-finite one means the model is broken.
     bad = [k for k, v in test.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise CheckpointError(
@@ -202,8 +246,9 @@ def summary_lines(s: dict) -> list[str]:
         f"best trial {s['trial_id']} ({s['status']}): {s['metric']} {s['score']:.2f} at "
         f"epoch {s['best_epoch']}; {params}",
         f"test ({t['images']:,} images): negative ELBO {t['loss']:.2f} nats (recon "
-        f"{t['recon']:.2f} + KL {t['kl']:.2f}); IWAE NLL <= {t['iwae_nll']:.2f} "
-        f"(k={t['iwae_k']}, s.e. {t['iwae_nll_stderr']:.2f})",
+        f"{t['recon']:.2f} + KL {t['kl']:.2f}), median {t['median']:.2f}, 99th percentile "
+        f"{t['p99']:.2f}, {outlier_text(t)}",
+        f"IWAE NLL <= {t['iwae_nll']:.2f} (k={t['iwae_k']}, s.e. {t['iwae_nll_stderr']:.2f}); "
         f"active units {t['active_units']}/{t['z_dim']}; kNN accuracy "
         f"{100 * t['knn_accuracy']:.2f}% (k={t['knn_k']}); t-SNE trustworthiness "
         f"{t['trustworthiness']:.3f} ({s['tsne']['points']:,} points)",
@@ -211,6 +256,12 @@ def summary_lines(s: dict) -> list[str]:
         f"wrote {s['out']} (report.html, tsne.html, tsne.parquet, best_trial.json) in "
         f"{s['seconds']['total']:.0f} s ({s['cpu_seconds']['total']:.0f} CPU s)",
     ]
+
+
+def outlier_text(t: dict, shown: int = 5) -> str:
+    """best_trial.json's outliers in `vae-sweep train`'s words, fence included."""
+    worst = [(o["index"], o["loss"]) for o in t["outlier_images"]]
+    return describe_outliers(t["outliers"], t["outlier_fence"], worst, shown=shown)
 
 
 def _check_options(iwae_k: int, tsne_points: int | None) -> None:

@@ -20,7 +20,8 @@ def trial_scores(results: SweepResults, metric: str = "val_loss") -> pd.Series:
     """Each trial's best (lowest) value of `metric`, indexed like `results.trials`.
 
     val_loss comes from trials.parquet's best_val_loss; any other validation column of
-    epochs.parquet (val_recon, val_kl) is minimised over each trial's epochs.
+    epochs.parquet (val_recon, val_kl; in sweeps since issue 9 also val_mean, val_median,
+    val_p99) is minimised over each trial's epochs.
 
     Raises:
         ConfigError: `metric` is not a validation column of epochs.parquet.
@@ -30,7 +31,9 @@ def trial_scores(results: SweepResults, metric: str = "val_loss") -> pd.Series:
     allowed = [
         c
         for c in results.epochs.columns
-        if c.startswith("val_") and pd.api.types.is_numeric_dtype(results.epochs[c])
+        if c.startswith("val_")
+        and c != "val_outliers"  # a count of images, not nats
+        and pd.api.types.is_numeric_dtype(results.epochs[c])
     ]
     if metric not in allowed:
         raise ConfigError(

@@ -18,6 +18,7 @@ from analysis.figures import STATUS_COLORS, fmt
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 SECTIONS = (
     "test-set",
+    "outliers",
     "leaderboard",
     "loss-curves",
     "parallel-coordinates",
@@ -64,12 +65,14 @@ def render_page(
     cards: list[tuple[str, str, str]],
     best_table: list,
     test_table: list,
+    outlier_table: list[tuple[int, int, str]],
     leaderboard: pd.DataFrame,
     best_id: str,
     figures: dict[str, go.Figure | None],
     notes: dict[str, str],
 ) -> str:
-    """The page's HTML. `figures` maps section ids to figures (None: the section says why)."""
+    """The page's HTML. `figures` maps section ids to figures (None: the section says why);
+    `outlier_table` holds (test index, digit, negative ELBO) of the listed outlier images."""
     body = [
         f"<h1>{html.escape(title)}</h1>",
         *[f'<p class="meta">{line}</p>' for line in meta],
@@ -87,6 +90,19 @@ def render_page(
             + "</div></div>",
         )
     )
+    outliers = ""  # none: the note says so
+    if outlier_table:
+        outliers = (
+            f'<div class="two"><div>{_figure(figures.get("outliers"), "outliers")}</div>'
+            '<div class="scroll"><table><thead><tr><th>test index</th><th>digit</th>'
+            "<th>negative ELBO</th></tr></thead><tbody>"
+            + "".join(
+                f"<tr><td>{index}</td><td>{digit}</td><td>{html.escape(value)}</td></tr>"
+                for index, digit, value in outlier_table
+            )
+            + "</tbody></table></div></div>"
+        )
+    body.append(_section("outliers", "Test images beyond the outlier fence", notes, outliers))
     body.append(
         _section(
             "leaderboard",

@@ -19,10 +19,12 @@ from analysis.page import render_page
 from analysis.results import SweepResults
 from analysis.tsne import TRUST_K
 from vae_core.data import MnistSplits
+from vae_core.evaluate import OUTLIER_IQRS
 from vae_core.model import ConvVAE
 
 RECON_PER_DIGIT = 2  # test digits of each class shown beside their reconstructions
 PRIOR_SAMPLES = 40  # four rows of ten
+OUTLIERS_SHOWN = 10  # worst outlier test images drawn: one row at half the page's width
 
 
 def build_report(
@@ -54,6 +56,20 @@ def build_report(
         "tsne": tsne_fig,
     }
     notes = _notes(results, summary)
+    off = sum(len(t.x) for t in figs["loss-curves"].data if t.mode == "markers")
+    if off:
+        notes["loss-curves"] += (
+            f" The y axis spans the values of the trials that did not diverge; {off} "
+            f"value{'s' * (off > 1)} beyond it or not finite (a trial that blew up) "
+            f"{'are' if off > 1 else 'is'} drawn as triangles on its edge: hover for them."
+        )
+    if figs["parallel-coordinates"] is not None:
+        axis = figs["parallel-coordinates"].data[0].dimensions[-1]
+        if axis.ticktext and str(axis.ticktext[-1]).endswith("off scale"):
+            notes["parallel-coordinates"] += (
+                f" Scores far beyond the others or not finite sit at the end of the best "
+                f"{metric} axis ({axis.ticktext[-1]})."
+            )
     found = param_importances(results, scores, metric=metric)
     figs["importance"] = figures.importance_bars(found[0], found[1]) if found else None
     if found:
@@ -64,12 +80,14 @@ def build_report(
         if found[2] < 10:
             notes["importance"] += f" With {found[2]} trials, read these shares as a hint only."
     figs.update(_digit_figures(model, data))
+    figs["outliers"], outlier_table = _outliers(model, data, summary["test"])
     return render_page(
         title=f"Sweep {results.name}",
         meta=_meta(results, summary),
         cards=_cards(summary),
         best_table=_best_rows(summary),
         test_table=_test_rows(summary),
+        outlier_table=outlier_table,
         leaderboard=_leaderboard_table(results, scores, metric),
         best_id=summary["trial_id"],
         figures=figs,
@@ -93,6 +111,31 @@ def _digit_figures(model: ConvVAE, data: MnistSplits) -> dict[str, go.Figure]:
             [prior[i : i + 10] for i in range(0, PRIOR_SAMPLES, 10)], [""] * (PRIOR_SAMPLES // 10)
         ),
     }
+
+
+def _outliers(model: ConvVAE, data: MnistSplits, t: dict) -> tuple[go.Figure | None, list]:
+    """The worst outlier test images above their reconstructions, captioned with their test
+    index and negative ELBO; and a table of every listed one (index, digit, value)."""
+    listed = t.get("outlier_images") or []
+    rows = [(o["index"], int(data.test_y[o["index"]]), _nats(o["loss"])) for o in listed]
+    if not listed:
+        return None, rows
+    idx = [o["index"] for o in listed[:OUTLIERS_SHOWN]]
+    images = data.test_x[idx]
+    recon = reconstructions(model, images.to(next(model.parameters()).device))
+    fig = figures.image_grid(
+        [images.squeeze(1).float().numpy() / 255, recon],
+        ["test image", "reconstruction"],
+        captions=[f"#{o['index']}<br>{_nats(o['loss'])}" for o in listed[:OUTLIERS_SHOWN]],
+    )
+    return fig, rows
+
+
+def _nats(value: float | None) -> str:
+    """A negative ELBO as text: 2 decimals while short, 3 significant digits when huge."""
+    if value is None or not math.isfinite(value):
+        return "not finite"
+    return f"{value:.2f}" if abs(value) < 1e5 else f"{value:.3g}"
 
 
 def _log_params(results: SweepResults) -> list[str]:
@@ -148,7 +191,8 @@ def _leaderboard_table(results: SweepResults, scores: pd.Series, metric: str) ->
         if col in board:  # fixed decimals, so the column lines up
             digits = 1 if col == "wall s" else 2
             board[col] = [
-                f"{v:.{digits}f}" if np.isfinite(v) else None for v in board[col].astype(float)
+                (f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}") if np.isfinite(v) else None
+                for v in board[col].astype(float)
             ]
     board.insert(0, "#", range(1, len(board) + 1))
     return board
@@ -189,7 +233,13 @@ def _cards(s: dict) -> list[tuple[str, str, str]]:
             f"{s['score']:.2f}",
             f"trial {s['trial_id']}, epoch {s['best_epoch']}",
         ),
-        ("test negative ELBO", f"{t['loss']:.2f}", f"recon {t['recon']:.2f} + KL {t['kl']:.2f}"),
+        ("test negative ELBO", _nats(t["loss"]), f"recon {t['recon']:.2f} + KL {t['kl']:.2f}"),
+        (
+            "median, 99th pct.",
+            f"{t['median']:.2f}, {t['p99']:.2f}",
+            f"{t['outliers']} outlier image{'s' * (t['outliers'] != 1)} "
+            f"(above {t['outlier_fence']:.0f})",
+        ),
         (
             "test NLL (IWAE)",
             f"\u2264 {t['iwae_nll']:.2f}",
@@ -223,15 +273,50 @@ def _test_rows(s: dict) -> list[tuple[str, object]]:
     t = s["test"]
     return [
         ("test images", f"{t['images']:,}"),
-        ("negative ELBO (nats/image)", f"{t['loss']:.2f}"),
-        (" reconstruction", f"{t['recon']:.2f}"),
-        (" KL", f"{t['kl']:.2f}"),
+        ("negative ELBO (nats/image), mean", _nats(t["loss"])),
+        (" reconstruction", _nats(t["recon"])),
+        (" KL", _nats(t["kl"])),
+        (" median", f"{t['median']:.2f}"),
+        (" 99th percentile", f"{t['p99']:.2f}"),
+        (f" outlier fence (Q3 + {t['outlier_iqrs']:g} IQR)", f"{t['outlier_fence']:.2f}"),
+        (" outlier images", f"{t['outliers']}"),
+        (" mean with outliers capped at the fence", f"{t['robust_loss']:.2f}"),
         (f"IWAE bound on −log p(x), k = {t['iwae_k']}", f"{t['iwae_nll']:.2f}"),
         (" standard error", f"{t['iwae_nll_stderr']:.2f}"),
         ("active units", f"{t['active_units']} of {t['z_dim']}"),
         (f"kNN accuracy (k = {t['knn_k']})", f"{100 * t['knn_accuracy']:.2f}%"),
         (f"t-SNE trustworthiness (k = {t['trustworthiness_k']})", f"{t['trustworthiness']:.4f}"),
     ]
+
+
+# The two sentences that explain the test statistics (the README says the same).
+STATISTICS_NOTE = (
+    "The negative ELBO is the mean over every test image, as papers report it; beside it, the "
+    "median and the 99th percentile show what a typical and a hard image cost. An image "
+    f"whose value lies more than {OUTLIER_IQRS:g} interquartile ranges above the upper "
+    "quartile (the fence) "
+    "is an outlier: no digit comes near it under a sound model, so each one is counted, "
+    "listed by test index in best_trial.json and shown below."
+)
+
+
+def _outlier_note(t: dict) -> str:
+    n, fence, listed = t["outliers"], t["outlier_fence"], len(t.get("outlier_images") or [])
+    if not n:
+        return f"No test image lies above the fence ({fence:.2f} nats)."
+    lead = f"{n} test image{'s' * (n > 1)} lie{'s' * (n == 1)} above the fence ({fence:.2f} nats)."
+    drawing = (
+        "above the decoder's reconstruction of their posterior mean, captioned with their "
+        "test index and negative ELBO"
+    )
+    if n <= OUTLIERS_SHOWN:
+        return (
+            f"{lead} {'All are' if n > 1 else 'It is'} drawn {drawing}; the table adds the digit."
+        )
+    return (
+        f"{lead} The {OUTLIERS_SHOWN} worst are drawn {drawing}; the table, like "
+        f"best_trial.json, lists the {listed} worst."
+    )
 
 
 def _notes(results: SweepResults, s: dict) -> dict[str, str]:
@@ -246,7 +331,8 @@ def _notes(results: SweepResults, s: dict) -> dict[str, str]:
     logs = _log_params(results)
     return {
         "test-set": f"Chosen on validation {metric} only; the test set was used for nothing "
-        "but these numbers. Nats per image.",
+        "but these numbers, in nats per image. " + STATISTICS_NOTE,
+        "outliers": _outlier_note(t),
         "leaderboard": f"All {len(results.trials)} trials, best validation {metric} first; the "
         "highlighted row is the best trial.",
         "loss-curves": f"Validation {metric} of every trial after each epoch, coloured by "

@@ -35,8 +35,10 @@ EPOCH_COLUMNS = ["trial_id", "epoch", "val_loss"]
 # Every other column of trials.parquet is a searched hyperparameter (the contract gives each
 # its own column), so the analysis needs no copy of the search space to find them.
 CONTRACT_COLUMNS = set(TRIAL_COLUMNS) | {
+    "best_val_mean",  # since issue 9, like best_val_outliers
     "best_val_recon",
     "best_val_kl",
+    "best_val_outliers",
     "images_per_second",
     "device",
     "precision",
@@ -45,6 +47,9 @@ CONTRACT_COLUMNS = set(TRIAL_COLUMNS) | {
     "hostname",
     "error",
 }
+
+# A later sweep's new per-trial metric (best_val_p99, ...) must not pass for a hyperparameter.
+METRIC_PREFIXES = ("best_val_", "last_val_")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class SweepResults:
             c
             for c in self.trials.columns
             if c not in CONTRACT_COLUMNS
+            and not c.startswith(METRIC_PREFIXES)
             and pd.api.types.is_numeric_dtype(self.trials[c])
             and not pd.api.types.is_bool_dtype(self.trials[c])
         ]

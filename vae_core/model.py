@@ -7,15 +7,26 @@ a decoder p(x|z) = Bernoulli(sigmoid(logits)), trained through the reparameteris
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FLAT = 32 * 7 * 7  # encoder output after two 2x poolings of a 28x28 image: 1568
+# Soft upper bound on the posterior log-variance: our one deviation from the post's model.
+# Its linear head is unbounded, and an input unlike the training digits could push it past
+# 88, where exp() overflows fp32 and one image made a test mean infinite (issue 9). A variance
+# above e^4 ~ 55 times the prior's is never useful (the KL term alone costs >= 24 nats per
+# dimension), and below ~0, where trained posteriors live, the bound changes nothing:
+# LOGVAR_MAX - softplus(LOGVAR_MAX - v) differs from v by less than 0.02 for v <= 0.
+LOGVAR_MAX = 4.0
 
 
 class ConvVAE(nn.Module):
-    def __init__(self, z_dim: int = 10, fc_size: int = 400) -> None:
+    def __init__(
+        self, z_dim: int = 10, fc_size: int = 400, *, logvar_max: float | None = LOGVAR_MAX
+    ) -> None:
         super().__init__()
         self.z_dim, self.fc_size = z_dim, fc_size
+        self.logvar_max = logvar_max  # None: the post's unbounded head (for comparisons)
         # The post puts ReLU before BatchNorm; kept as is so results compare with it.
         self.encoder = nn.Sequential(
             nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(64), nn.MaxPool2d(2),
@@ -38,7 +49,10 @@ class ConvVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, 1, 28, 28) in [0, 1] -> mean and log-variance, each (B, z_dim)."""
         h = self.encoder(x)
-        return self.fc_mu(h), self.fc_logvar(h)
+        logvar = self.fc_logvar(h)
+        if self.logvar_max is not None:
+            logvar = self.logvar_max - F.softplus(self.logvar_max - logvar)
+        return self.fc_mu(h), logvar
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, z_dim) -> Bernoulli logits (B, 1, 28, 28); the loss works on logits."""

@@ -58,10 +58,17 @@ def train_to_folder(config: TrainConfig, out: str | Path, *, force: bool = False
     if result.diverged or not result.history:
         return summary
     test = evaluate(result.model, data.test_x.to(result.device), precision=result.precision)
+    last = result.history[-1]
     summary.update(
-        val_loss=result.history[-1]["val_loss"],
-        test_loss=test["loss"],
-        test_recon=test["recon"],
-        test_kl=test["kl"],
+        val_loss=last["val_loss"],
+        val_mean=last["val_mean"],
+        test_loss=test.loss,
+        test_recon=test.recon,
+        test_kl=test.kl,
+        test_median=test.median,
+        test_p99=test.p99,
+        test_fence=test.fence,
+        test_outliers=list(test.outliers),
+        test_outlier_losses=list(test.outlier_losses),
     )
     return summary

@@ -7,6 +7,7 @@ import re
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
+from analysis.analyze import summary_lines
 from analysis.page import SECTIONS
 from tests.analysis.conftest import IWAE_K, TSNE_POINTS
 from tests.analysis.plotly_html import array, plotly_figures
@@ -25,6 +26,10 @@ def test_best_trial_json_holds_finite_test_numbers(analyzed):
         "iwae_nll_stderr",
         "knn_accuracy",
         "trustworthiness",
+        "median",
+        "p99",
+        "robust_loss",
+        "outlier_fence",
     ):
         assert math.isfinite(test[key]), key
     assert test["iwae_k"] == IWAE_K and 0 <= test["active_units"] <= test["z_dim"]
@@ -32,6 +37,22 @@ def test_best_trial_json_holds_finite_test_numbers(analyzed):
     assert abs(test["loss"] - test["recon"] - test["kl"]) < 1e-3
     assert saved["config"]["z_dim"] == saved["params"]["z_dim"] == test["z_dim"]
     assert saved["checkpoint"].endswith("checkpoint.pt")
+
+
+def test_best_trial_json_describes_the_whole_test_set(analyzed):
+    summary, out = analyzed
+    test = json.loads((out / "best_trial.json").read_text())["test"]
+    assert test["outlier_iqrs"] == 10 and test["outliers"] >= len(test["outlier_images"])
+    assert len(test["outlier_images"]) == min(test["outliers"], 20)
+    assert 0 < test["median"] <= test["p99"] and test["median"] < test["outlier_fence"]
+    assert test["robust_loss"] <= test["loss"] + 1e-9
+    if not test["outliers"]:  # nothing to cap: the capped mean is the mean
+        assert test["robust_loss"] == test["loss"]
+    for o in test["outlier_images"]:
+        assert 0 <= o["index"] < test["images"] and o["loss"] > test["outlier_fence"]
+    lines = summary_lines(summary)
+    assert f"median {test['median']:.2f}, 99th percentile {test['p99']:.2f}" in lines[1]
+    assert "outlier image" in lines[1] and "IWAE NLL" in lines[2]
 
 
 def test_iwae_bound_is_no_looser_than_the_elbo(analyzed):

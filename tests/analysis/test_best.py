@@ -25,6 +25,24 @@ def test_best_is_the_independent_argmin_of_trials_parquet(small_sweep):
     assert choose_best(load_results(small_sweep))["trial_id"] == expected
 
 
+def test_only_searched_columns_count_as_hyperparameters(small_sweep):
+    # trials.parquet also holds best_val_mean, best_val_outliers (issue 9): metrics, not params.
+    r = load_results(small_sweep)
+    assert {"best_val_mean", "best_val_outliers"} <= set(r.trials.columns)
+    assert r.params == ["z_dim", "fc_size", "lr"]
+    older = SweepResults(
+        r.root,
+        r.trials.drop(columns=["best_val_mean", "best_val_outliers"]),
+        r.epochs[["trial_id", "epoch", "val_loss", "val_recon", "val_kl"]],
+        {},
+    )
+    assert older.params == r.params  # a sweep from before issue 9 reads the same
+    assert choose_best(older)["trial_id"] == choose_best(r)["trial_id"]
+    assert choose_best(r, "val_median")["trial_id"] in set(r.finished()["trial_id"])
+    with pytest.raises(ConfigError, match=r"val_median, val_p99 \(.*but got 'val_outliers'"):
+        choose_best(r, "val_outliers")  # a count of images, not a loss
+
+
 def test_diverged_and_errored_trials_never_win():
     best = choose_best(
         results(

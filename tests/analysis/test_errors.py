@@ -75,6 +75,16 @@ def test_checkpoint_of_another_model(sweep_copy):
     assert_fails(sweep_copy, CheckpointError, f"checkpoint {checkpoint} does not match ConvVAE")
 
 
+def test_checkpoint_with_nan_weights(sweep_copy):
+    checkpoint = best_checkpoint(sweep_copy)
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"]["fc_logvar.weight"][0, 0] = math.nan
+    torch.save(state, checkpoint)
+    assert_fails(
+        sweep_copy, CheckpointError, rf"checkpoint {checkpoint} has non-finite weights \(fc_logvar"
+    )
+
+
 def test_checkpoint_that_disagrees_with_the_table(sweep_copy):
     path = sweep_copy / "trials.parquet"
     trials = pd.read_parquet(path)
