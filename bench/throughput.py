@@ -7,6 +7,7 @@ ratio, the CPU capability, and each side's validation loss after the same number
     python bench/throughput.py                                   # CPU, auto precision
     python bench/throughput.py --data-root ../shared/mnist       # full MNIST if you have it
     python bench/throughput.py --device cuda --batch-sizes 128 512 2048
+    python bench/throughput.py --device cuda --no-cuda-graph         # the eager step on a GPU
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from vae_core import ConvVAE, TrainConfig, evaluate, load_mnist, train
-from vae_core.device import cpu_capability, resolve_device, resolve_precision
+from vae_core.device import cpu_capability, resolve_device
 
 
 def plain_loop(images: torch.Tensor, epochs: int, batch_size: int, device, seed: int):
@@ -50,15 +51,14 @@ def plain_loop(images: torch.Tensor, epochs: int, batch_size: int, device, seed:
     return model, len(images) * epochs / seconds
 
 
-def ours(
-    data, epochs: int, batch_size: int, device: str, precision: str, compile_: bool, seed: int
-):
+def ours(data, epochs: int, batch_size: int, device: str, args, seed: int):
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
         device=device,
-        precision=precision,
-        compile=compile_,
+        precision=args.precision,
+        compile=args.compile,
+        cuda_graph=args.cuda_graph,
         seed=seed,
     )
     result = train(config, data=data)
@@ -72,6 +72,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto", help="for vae_core.train (default: auto)")
     p.add_argument("--compile", action="store_true", help="torch.compile in vae_core.train")
+    p.add_argument(
+        "--no-cuda-graph",
+        dest="cuda_graph",
+        action="store_false",
+        help="the eager step on CUDA instead of the graph-captured one",
+    )
     p.add_argument("--data", default="auto")
     p.add_argument("--data-root", default=None)
     p.add_argument(
@@ -89,7 +95,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None)
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "-"
     print(
@@ -98,7 +103,8 @@ def main() -> None:
     )
     print(
         f"data: {data.source}, {len(data.train_x)} training images x {args.epochs} epochs, "
-        f"{args.rounds} rounds; vae_core.train precision={precision} compile={args.compile}"
+        f"{args.rounds} rounds; vae_core.train precision={args.precision} "
+        f"compile={args.compile} cuda_graph={args.cuda_graph and device.type == 'cuda'}"
     )
     val = data.val_x.to(device)
     for batch_size in args.batch_sizes:
@@ -106,15 +112,14 @@ def main() -> None:
         for r in range(args.rounds):
             model, ips = plain_loop(data.train_x, args.epochs, batch_size, device, seed=r)
             plain_ips.append(ips)
-            plain_val.append(evaluate(model, val)["loss"])
-            result, ips = ours(
-                data, args.epochs, batch_size, str(device.type), precision, args.compile, seed=r
-            )
+            plain_val.append(evaluate(model, val).loss)
+            result, ips = ours(data, args.epochs, batch_size, str(device.type), args, seed=r)
             our_ips.append(ips)
-            our_val.append(evaluate(result.model, val)["loss"])
+            our_val.append(evaluate(result.model, val).loss)
         ratio = statistics.median(our_ips) / statistics.median(plain_ips)
         print(
-            f"batch {batch_size}: plain loop {statistics.median(plain_ips):,.0f} img/s "
+            f"batch {batch_size} ({result.precision}): plain loop "
+            f"{statistics.median(plain_ips):,.0f} img/s "
             f"(val loss {statistics.median(plain_val):.2f}), vae_core.train "
             f"{statistics.median(our_ips):,.0f} img/s (val loss {statistics.median(our_val):.2f})"
             f"  ratio {ratio:.2f}x   [per round: plain "

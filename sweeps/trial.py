@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -19,6 +20,7 @@ from vae_core.checkpoint import load_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits
 from vae_core.device import resolve_device, resolve_precision
+from vae_core.step import uses_cuda_graph
 from vae_core.train import train
 
 CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint_00000N/ directory
@@ -48,21 +50,33 @@ class TuneReport:
     """vae_core's `report(metrics, state)` -> `tune.report(metrics, checkpoint)`.
 
     Adds what the result tables need and `train` does not report: the best validation loss
-    so far (resumed epochs included), the device and precision, and the Ray node.
+    so far (resumed epochs included), the device and precision, and the Ray node. Also, for
+    Ray's result.json (not the tables), where the trial's time outside epochs went:
+    `outside_epochs_seconds` (since the trial started, checkpoints before this one included)
+    and `checkpoint_seconds` (writing this epoch's checkpoint, before Ray copies it).
     """
 
     def __init__(self, config: TrainConfig, history: list[dict]) -> None:
+        self.started = time.perf_counter()
+        self.inside = 0.0  # seconds inside this run's epochs so far
         device = resolve_device(config.device)
         self.best = min(
             (m["val_loss"] for m in history if math.isfinite(m["val_loss"])), default=math.inf
         )
         self.extra = {
             "device": device.type,
-            "precision": resolve_precision(config.precision, device),
+            "precision": resolve_precision(
+                config.precision,
+                device,
+                batch_size=config.batch_size,
+                graph=uses_cuda_graph(device, config.cuda_graph, config.compile),
+            ),
             "node_id": ray.get_runtime_context().get_node_id(),
         }
 
     def __call__(self, metrics: dict, state: dict | None) -> None:
+        self.inside += metrics["epoch_seconds"]
+        outside = time.perf_counter() - self.started - self.inside
         if math.isfinite(metrics["val_loss"]):
             self.best = min(self.best, metrics["val_loss"])
         # Non-finite numbers become NaN: ASHA's cut-off (np.nanpercentile) skips NaN, while
@@ -72,11 +86,15 @@ class TuneReport:
             for k, v in metrics.items()
         }
         metrics.update(
-            self.extra, best_val_loss=self.best if math.isfinite(self.best) else math.nan
+            self.extra,
+            best_val_loss=self.best if math.isfinite(self.best) else math.nan,
+            outside_epochs_seconds=outside,
         )
         if state is None:  # diverged: nothing worth keeping
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="vae-sweep-ckpt-") as folder:
+            t0 = time.perf_counter()
             save_checkpoint(state, Path(folder) / CHECKPOINT_FILE)
+            metrics["checkpoint_seconds"] = time.perf_counter() - t0
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -18,12 +18,21 @@ from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.device import configure_backends, resolve_device, resolve_precision
 from vae_core.errors import CheckpointError
-from vae_core.evaluate import autocast, evaluate, to_float
-from vae_core.loss import negative_elbo
+from vae_core.evaluate import Evaluation, evaluate, recalibrate_batchnorm
 from vae_core.model import ConvVAE
+from vae_core.step import load_optimizer_state, make_optimizer, make_step, uses_cuda_graph
 
 Report = Callable[[dict, "dict | None"], None]
 DIVERGENCE_CHECK_EVERY = 50  # steps between the (host-syncing) finiteness checks
+# An epoch whose mean training loss exceeds DIVERGENCE_FACTOR times the run's best epoch, or
+# times COIN_FLIP_NATS before any epoch did better, has diverged: a healthy run's epochs stay
+# within ~2x of each other (the first is the highest), while a blow-up grows by orders of
+# magnitude, and with the bounded log-variance it usually stays finite while doing so.
+DIVERGENCE_FACTOR = 10.0
+COIN_FLIP_NATS = 784 * math.log(2)  # a model that calls every pixel a coin flip: 543.4 nats
+# Validation columns of an epoch's metrics: val_loss (what the sweep optimises) is the mean
+# negative ELBO with outlier images capped (vae_core.evaluate); val_mean is the plain mean.
+VAL_COLUMNS = ("val_loss", "val_mean", "val_recon", "val_kl", "val_median", "val_p99")
 
 
 @dataclass
@@ -56,7 +65,10 @@ def train(
         DeviceError, DataError, CheckpointError: bad device, data or checkpoint.
     """
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
+    graph = uses_cuda_graph(device, config.cuda_graph, config.compile)
+    precision = resolve_precision(
+        config.precision, device, batch_size=config.batch_size, graph=graph
+    )
     configure_backends(device, config.threads)
     splits = data if data is not None else load_mnist(config.data, config.data_root)
     splits = splits.limit_train(config.train_limit).to(device)
@@ -66,7 +78,7 @@ def train(
         torch.manual_seed(config.seed)
         model = ConvVAE(config.z_dim, config.fc_size)
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr, capturable=graph)
     shuffle = torch.Generator().manual_seed(config.seed)  # CPU: randperm's indices
     noise = torch.Generator(device=device).manual_seed(config.seed)  # reparameterisation
     result = TrainResult(model=model, device=str(device), precision=precision)
@@ -76,32 +88,33 @@ def train(
         result.history = list(checkpoint.get("history", []))
         result.state = checkpoint
     forward = torch.compile(model) if config.compile else model
+    # After the restore: a graph captures the tensors it finds, so they must hold the state.
+    step = make_step(
+        model, forward, optimizer, noise, splits.train_x, config.batch_size, precision, graph=graph
+    )
 
     n = len(splits.train_x)
     for epoch in range(start + 1, config.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = _train_epoch(
-            forward, optimizer, splits.train_x, config.batch_size, shuffle, noise, device, precision
-        )
+        train_loss = _train_epoch(step, n, config.batch_size, shuffle)
         t1 = time.perf_counter()
-        val = (
-            evaluate(model, splits.val_x, precision=precision)
-            if math.isfinite(train_loss)
-            else {"loss": math.nan, "recon": math.nan, "kl": math.nan, "active_units": 0}
-        )
+        diverged = training_diverged(train_loss, result.history)
+        val = None
+        if not diverged:
+            recalibrate_batchnorm(
+                model, splits.train_x, batch_size=config.batch_size, precision=precision
+            )
+            val = evaluate(model, splits.val_x, precision=precision)
         metrics = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "val_recon": val["recon"],
-            "val_kl": val["kl"],
-            "active_units": val["active_units"],
+            **_val_metrics(val),
             "epoch_seconds": time.perf_counter() - t0,
             "images_per_second": n / (t1 - t0),
-            "diverged": not (math.isfinite(train_loss) and math.isfinite(val["loss"])),
+            "diverged": diverged,
         }
         result.history.append(metrics)
-        if metrics["diverged"]:
+        if diverged:
             result.diverged = True
             if report is not None:
                 report(metrics, None)
@@ -113,28 +126,51 @@ def train(
     return result
 
 
-def _train_epoch(model, optimizer, images, batch_size, shuffle, noise, device, precision):
-    """One pass over `images` in a random order; returns the mean loss, NaN if it diverged."""
-    model.train()
-    n = len(images)
-    perm = torch.randperm(n, generator=shuffle).to(device)
-    loss_sum = torch.zeros((), device=device)
-    for step, begin in enumerate(range(0, n, batch_size)):
+def training_diverged(train_loss: float, history: list[dict]) -> bool:
+    """Whether training diverged this epoch: its loss is non-finite, or above DIVERGENCE_FACTOR
+    times the best epoch's (or the coin-flip model's, if lower). Validation never decides it:
+    a validation spike is an evaluation artifact, and the model may still be sound."""
+    if not math.isfinite(train_loss):
+        return True
+    best = min(
+        (m["train_loss"] for m in history if math.isfinite(m["train_loss"])),
+        default=COIN_FLIP_NATS,
+    )
+    return train_loss > DIVERGENCE_FACTOR * min(best, COIN_FLIP_NATS)
+
+
+def _val_metrics(val: Evaluation | None) -> dict:
+    """The validation columns of an epoch's metrics; NaN when it was not evaluated."""
+    if val is None:
+        return dict.fromkeys(VAL_COLUMNS, math.nan) | {"val_outliers": 0, "active_units": 0}
+    return {
+        "val_loss": val.robust_loss,
+        "val_mean": val.loss,
+        "val_recon": val.recon,
+        "val_kl": val.kl,
+        "val_median": val.median,
+        "val_p99": val.p99,
+        "val_outliers": len(val.outliers),
+        "active_units": val.active_units,
+    }
+
+
+def _train_epoch(step, n, batch_size, shuffle):
+    """One pass over the n training images in a random order: full batches and the short last
+    one (vae_core.step says how each runs). Returns the mean loss per image, NaN if it was not
+    finite."""
+    step.model.train()
+    perm = torch.randperm(n, generator=shuffle).to(step.images.device)
+    step.loss_sum.zero_()
+    for i, begin in enumerate(range(0, n, batch_size)):
         idx = perm[begin : begin + batch_size]
         if len(idx) < 2:  # BatchNorm cannot normalise a batch of one in training mode
             continue
-        x = to_float(images[idx])
-        with autocast(device, precision):
-            logits, mu, logvar = model(x, generator=noise)
-        loss = negative_elbo(logits, x, mu, logvar).total
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        # Accumulate on the device: a per-step .item() would stall the GPU every step.
-        loss_sum += loss.detach() * len(idx)
-        if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum).item():
+        step(idx)
+        if i % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(step.loss_sum).item():
             return math.nan
-    return loss_sum.item() / n
+    mean = step.loss_sum.item() / n
+    return mean if math.isfinite(mean) else math.nan
 
 
 def _cpu(obj):
@@ -171,7 +207,7 @@ def _restore(state, config, model, optimizer, shuffle, noise) -> int:
             )
     try:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         shuffle.set_state(state["rng"]["shuffle"])
         noise.set_state(state["rng"]["noise"].cpu())  # generator states live on the CPU
     except (KeyError, RuntimeError, ValueError, TypeError) as err:

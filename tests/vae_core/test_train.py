@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vae_core import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint, train
+from vae_core.train import training_diverged
 
 TINY = dict(
     data="mnist-5k", train_limit=1000, batch_size=64, z_dim=8, fc_size=128, threads=1, device="cpu"
@@ -27,7 +28,8 @@ def test_two_epochs_lower_the_validation_loss_and_report_every_epoch(sample):
     assert [m["epoch"] for m, _ in reports] == [1, 2]
     first, second = reports[0][0], reports[1][0]
     assert second["val_loss"] < first["val_loss"]
-    assert math.isclose(first["val_loss"], first["val_recon"] + first["val_kl"], rel_tol=1e-6)
+    assert math.isclose(first["val_mean"], first["val_recon"] + first["val_kl"], rel_tol=1e-6)
+    assert first["val_loss"] <= first["val_mean"] + 1e-9  # outliers capped, never raised
     assert 0 <= second["active_units"] <= 8 and first["images_per_second"] > 0
     assert not result.diverged and all(s is not None for _, s in reports)
 
@@ -58,6 +60,22 @@ def test_resume_from_epoch_one_reproduces_the_two_epoch_run(sample, tmp_path):
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
 
 
+@pytest.mark.parametrize(
+    ("loss", "history", "diverged"),
+    [
+        (math.nan, [], True),
+        (math.inf, [100.0], True),
+        (400.0, [], False),  # a first epoch: compared with the coin-flip model's 543 nats
+        (6000.0, [], True),
+        (200.0, [300.0, 100.0], False),  # worse than the best, but within 10x
+        (1001.0, [300.0, 100.0], True),
+        (1e31, [100.0, math.nan], True),
+    ],
+)
+def test_training_diverges_on_its_own_loss_only(loss, history, diverged):
+    assert training_diverged(loss, [{"train_loss": v} for v in history]) is diverged
+
+
 def test_checkpoint_of_another_architecture_is_refused(sample, tmp_path):
     _, reports = run(sample, epochs=1)
     with pytest.raises(CheckpointError, match="z_dim=8"):
@@ -65,10 +83,14 @@ def test_checkpoint_of_another_architecture_is_refused(sample, tmp_path):
 
 
 def test_a_huge_learning_rate_is_reported_as_diverged_without_a_checkpoint(sample):
-    result, reports = run(sample, epochs=3, lr=10.0)
+    # lr 10 blows the loss up to ~1e7 nats per image within an epoch, yet finite (the
+    # log-variance is bounded): the training-loss rule, not a NaN, marks it diverged.
+    result, reports = run(sample, epochs=3, lr=10.0, precision="fp32")
     assert result.diverged
     metrics, state = reports[-1]
     assert metrics["diverged"] and state is None
+    assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 1e4
+    assert math.isnan(metrics["val_loss"])  # a diverged epoch is not evaluated
     assert all(math.isfinite(m["val_loss"]) for m, _ in reports[:-1])
     # Whatever was handed out to be saved before the divergence is finite.
     for _, saved in reports[:-1]:
