@@ -66,6 +66,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from vae_core.config import TrainConfig
+    from vae_core.evaluate import outlier_text
     from vae_core.single_run import train_to_folder
 
     config = TrainConfig(
@@ -87,15 +88,21 @@ def run_train(args: argparse.Namespace) -> int:
     where = f"{summary['device']}, {summary['precision']}, data {summary['data']}"
     if summary["diverged"]:
         print(
-            f"diverged at epoch {summary['epochs']} (loss not finite; {where}); "
-            f"{args.out}/model.pt holds the last finite epoch, if any"
+            f"training diverged at epoch {summary['epochs']} (its loss was not finite or grew "
+            f"past 10x its best; {where}); {args.out}/model.pt holds the last sound epoch, if any"
         )
         return 1
+    outliers = outlier_text(
+        len(summary["test_outliers"]),
+        summary["test_fence"],
+        list(zip(summary["test_outliers"], summary["test_outlier_losses"], strict=True)),
+    )
     print(
-        f"val negative ELBO {summary['val_loss']:.2f} nats, test negative ELBO "
+        f"val negative ELBO {summary['val_mean']:.2f} nats; test negative ELBO "
         f"{summary['test_loss']:.2f} nats (recon {summary['test_recon']:.2f} + KL "
-        f"{summary['test_kl']:.2f}) after {summary['epochs']} epochs ({where}); "
-        f"wrote {args.out}/metrics.parquet and {args.out}/model.pt"
+        f"{summary['test_kl']:.2f}), median {summary['test_median']:.2f}, 99th percentile "
+        f"{summary['test_p99']:.2f}, {outliers}; after {summary['epochs']} epochs "
+        f"({where}); wrote {args.out}/metrics.parquet and {args.out}/model.pt"
     )
     return 0
 
@@ -112,6 +119,7 @@ SWEEP_OPTIONS = {
     "data": "--data",
     "data_root": "--data-root",
     "seed": "--seed",
+    "tensorboard": "--tensorboard",  # Ray restores the sweep's own loggers
 }
 
 
@@ -147,7 +155,15 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="GPU share per trial; 0.25 runs 4 trials on one GPU (default: 0.25 "
-        "when Ray has a GPU, else 0)",
+        "when Ray has a GPU, else 0; on an autoscaling cluster whose GPU workers are not "
+        "up yet, pass it)",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="most trials at once (default: as many as the local Ray holds; on a cluster, "
+        "as many as its nodes hold at each moment, growing as nodes join)",
     )
     p.add_argument(
         "--address",
@@ -188,15 +204,26 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-analyze", action="store_true", help="skip `vae-sweep analyze` at the end")
     p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,  # None: not given (--resume refuses it; the sweep keeps its own)
+        help="also write TensorBoard event files into each trial's folder",
+    )
+    p.add_argument(
         "--node-ip",
         default=os.environ.get(NODE_IP_ENV, LOCAL_NODE_IP),
-        help=f"loopback address of the local Ray, not 127.0.0.1 (default: "
-        f"${NODE_IP_ENV} or {LOCAL_NODE_IP})",
+        help=f"loopback address of the local Ray; {LOCAL_NODE_IP} keeps every Ray port on "
+        f"127.0.0.1, another 127.x address is kept as given but Ray listens on all "
+        f"interfaces (default: ${NODE_IP_ENV} or {LOCAL_NODE_IP})",
     )
     p.set_defaults(run=run_run)
 
 
 def run_run(args: argparse.Namespace) -> int:
+    if args.address is None:
+        from sweeps.local_ray import single_machine_mode
+
+        single_machine_mode()  # before Ray is imported: see sweeps/local_ray.py
     from sweeps.tuner import run_sweep
 
     config = sweep_config(args)
@@ -237,6 +264,7 @@ def sweep_config(args: argparse.Namespace):
         epochs=args.epochs,
         cpus_per_trial=1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
         address=args.address,
         node_ip=args.node_ip,
         shared_storage=args.shared_storage,
@@ -245,6 +273,7 @@ def sweep_config(args: argparse.Namespace):
         seed=0 if args.seed is None else args.seed,
         resume=args.resume,
         command=tuple(sys.argv),
+        tensorboard=bool(args.tensorboard),
     )
 
 

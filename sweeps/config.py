@@ -11,11 +11,14 @@ from search_spaces import SearchSpace
 from vae_core.config import DATA_SOURCES
 from vae_core.errors import ConfigError
 
-LOCAL_NODE_IP = "127.0.0.2"  # loopback, and not 127.0.0.1, which Ray rewrites to the LAN IP
+# The local Ray's address: 127.0.0.1 in Ray's single-machine mode, where every Ray server
+# listens on 127.0.0.1 only (see sweeps/local_ray.py); another 127.x address is kept by Ray
+# too, but its servers then listen on all interfaces.
+LOCAL_NODE_IP = "127.0.0.1"
 NODE_IP_ENV = "VAE_SWEEP_NODE_IP"  # overrides LOCAL_NODE_IP for `vae-sweep run` (tests use it)
 SHARED_STORAGE_ENV = "VAE_SWEEP_SHARED_STORAGE"  # "1": --shared-storage (for `ray job submit`)
 DEFAULT_STORAGE = "results"  # under the current directory, made absolute when the sweep starts
-GPU_SHARE = 0.25  # default GPU share per trial: 4 small VAEs fill one GPU better than 1
+GPU_SHARE = 0.25  # 4 trials a GPU: 1.6x the sweep speed of 1 on an H100 (bench/packing.py)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -27,7 +30,11 @@ class SweepConfig:
     samples: int | None = None  # trials; None: the space's
     epochs: int | None = None  # epoch budget (ASHA's max_t); None: the space's
     cpus_per_trial: float = 1.0  # also the trial's torch threads (at least 1)
-    gpus_per_trial: float | None = None  # None: GPU_SHARE when Ray has a GPU, else 0
+    gpus_per_trial: float | None = None  # None: GPU_SHARE when Ray has a GPU now, else 0
+    # Trials at once. None: as many as the local Ray's resources hold; on a cluster, as many
+    # as its nodes hold at each moment (Tune starts a trial when resources free up or a node
+    # joins), so an autoscaling cluster is not held to what it had at the start.
+    max_concurrent: int | None = None
     address: str | None = None  # None: a local Ray in this process; "auto" or HOST:PORT
     node_ip: str = LOCAL_NODE_IP  # the local Ray's address (a loopback one, see local_ray.py)
     data: str = "auto"  # auto, mnist or mnist-5k
@@ -36,6 +43,7 @@ class SweepConfig:
     shared_storage: bool = False  # a local --storage path every node sees (e.g. an NFS mount)
     resume: bool = False  # continue the sweep `name` instead of starting it
     command: tuple[str, ...] = ()  # the command line, recorded in sweep.json
+    tensorboard: bool = False  # also write Ray's TensorBoard event files into each trial folder
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -43,7 +51,15 @@ class SweepConfig:
             raise ConfigError("invalid sweep options: " + "; ".join(problems))
 
     def resolved(self, *, cluster_gpus: float) -> SweepConfig:
-        """Fill every None from the space and from what the Ray cluster has."""
+        """Fill every None from the space and from what the Ray cluster has.
+
+        Args:
+            cluster_gpus: the GPUs the cluster has now. An autoscaling cluster may have none
+                yet (its head has none): pass `gpus_per_trial` for GPU workers it adds later.
+
+        The space follows the trials' device, not the driver's: the full `default` space for
+        GPU trials, `quick` for CPU ones.
+        """
         from search_spaces import load_space
 
         gpus = self.gpus_per_trial
@@ -63,7 +79,11 @@ def _problems(c: SweepConfig) -> list[str]:
     out = []
     if not isinstance(c.name, str) or not NAME_PATTERN.match(c.name):
         out.append(f"--name must be letters, digits, '.', '_' or '-' (no '/'), but got {c.name!r}")
-    for flag, value in (("--samples", c.samples), ("--epochs", c.epochs)):
+    for flag, value in (
+        ("--samples", c.samples),
+        ("--epochs", c.epochs),
+        ("--max-concurrent", c.max_concurrent),
+    ):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
@@ -96,11 +116,11 @@ def _node_ip_problems(ip: str) -> list[str]:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return [f"the local node IP must be an IPv4 loopback address, but got {ip!r}"]
-    # Ray rewrites 127.0.0.1 to the machine's outward address (resolve_ip_for_localhost), so
-    # only the rest of 127.0.0.0/8 keeps a local sweep off the network.
-    if address.version != 4 or not address.is_loopback or ip == "127.0.0.1":
+    # Only loopback keeps a local sweep off the network. (127.0.0.1 stays 127.0.0.1 only in
+    # Ray's single-machine mode, which sweeps/local_ray.py turns on; see there.)
+    if address.version != 4 or not address.is_loopback:
         return [
-            f"the local node IP must be a loopback address other than 127.0.0.1 "
-            f"(e.g. {LOCAL_NODE_IP}), but got {ip!r}"
+            f"the local node IP must be an IPv4 loopback address (127.x.y.z, e.g. "
+            f"{LOCAL_NODE_IP}), but got {ip!r}"
         ]
     return []

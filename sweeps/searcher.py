@@ -61,9 +61,22 @@ def optuna_outcome(
 class SweepOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna what ASHA's stops and divergence mean (see above)."""
 
+    # OptunaSearch's own state that on_trial_complete and restore use: Ray 2.60 has no public
+    # accessor for which Optuna trial a Ray trial is. pyproject.toml pins Ray to the 2.60
+    # series for this; the check below turns a changed Ray into one clear error at start.
+    INTERNALS = ("_ot_trials", "_completed_trials", "_ot_study")
+
     def __init__(self, *args, max_epochs: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
+        missing = [name for name in self.INTERNALS if not hasattr(self, name)]
+        if missing:
+            import ray
+
+            raise RuntimeError(
+                f"Ray {ray.__version__}'s OptunaSearch lacks {', '.join(missing)}; "
+                f"vae-sweep needs the Ray series pyproject.toml names"
+            )
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import ray
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
@@ -101,9 +101,14 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         config = stored_config(record, config)
     data = load_mnist(config.data, config.data_root)
     with ray_session(config.address, config.node_ip) as cluster:
+        if config.address is not None and config.gpus_per_trial is None and not cluster.get("GPU"):
+            log.info(
+                "no GPU in the cluster now: CPU trials; pass --gpus-per-trial (e.g. 0.25) "
+                "for trials on GPU workers that the autoscaler adds"
+            )
         config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
         _check_storage_is_shared(config)
-        slots = _slots(config, cluster)
+        slots = max_concurrent(config, cluster)
         data = data.limit_train(config.space.fixed.get("train_limit"))
         if record is None:
             record = sweep_record(
@@ -117,11 +122,11 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
             record["resumes"].append({"command": list(config.command), "at": now()})
         write_record(results_dir, record)
         log.info(
-            "sweep %s: %d trials, %d at a time, up to %d epochs each; space %s; "
+            "sweep %s: %d trials, %s at a time, up to %d epochs each; space %s; "
             "data %s (%d training images); results in %s",
             config.name,
             config.samples,
-            slots,
+            slots or "as many as the cluster's nodes hold",
             config.epochs,
             config.space.name,
             data.source,
@@ -129,6 +134,9 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
             results_dir,
         )
         db = _OptunaDb(results_dir)
+        log.info("watch it: %s", watch_command(db.url))
+        if config.tensorboard:
+            log.info("watch it: tensorboard --logdir %s", results_dir)
         tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url)
         try:
             tuner.fit()
@@ -143,9 +151,12 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
 
 
 def build_tuner(
-    config: SweepConfig, data: MnistSplits, results_dir: str, *, slots: int, db_url: str
+    config: SweepConfig, data: MnistSplits, results_dir: str, *, slots: int | None, db_url: str
 ) -> tune.Tuner:
-    """The Tuner for a resolved `config` (see SweepConfig.resolved); restored on resume."""
+    """The Tuner for a resolved `config` (see SweepConfig.resolved); restored on resume.
+
+    `slots` is the most trials at once (max_concurrent), or None for as many as the
+    cluster's resources hold at each moment."""
     trainable = make_trainable(config, data)
     if config.resume:
         # Tuner.restore brings back the searcher (its Optuna study), ASHA, the callbacks and
@@ -174,11 +185,15 @@ def build_tuner(
         JsonLoggerCallback(),
         CSVLoggerCallback(),
     ]
+    if config.tensorboard:
+        # Event files in each trial's folder (`tensorboard --logdir <storage>/<name>`); off by
+        # default because its writer warns at every NaN loss of a diverging trial.
+        callbacks.append(TBXLoggerCallback())
     return tune.Tuner(
         trainable,
         param_space=fixed_config(config, data),
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots),
+            search_alg=searcher if slots is None else ConcurrencyLimiter(searcher, slots),
             scheduler=scheduler,
             num_samples=config.samples,
             trial_name_creator=trial_name,
@@ -197,6 +212,12 @@ def build_tuner(
             verbose=0,  # Progress replaces Ray's per-result output
         ),
     )
+
+
+def watch_command(db_url: str) -> str:
+    """The command that opens the sweep's Optuna study in a browser while it runs
+    (`pip install ".[dashboard]"`; it serves on 127.0.0.1:8080 only)."""
+    return f"optuna-dashboard {db_url}"
 
 
 def trial_name(trial) -> str:
@@ -347,8 +368,33 @@ def _check_storage_is_shared(config: SweepConfig) -> None:
         )
 
 
+def max_concurrent(config: SweepConfig, cluster: dict) -> int | None:
+    """The most trials at once: the ConcurrencyLimiter around Optuna, or None for none.
+
+    A local Ray's resources are fixed, so the limit is what they hold (or --max-concurrent,
+    if lower): Optuna then never samples a trial that would only wait.
+
+    A cluster grows and shrinks (cluster.yaml's head has no CPU and no GPU; the autoscaler
+    adds GPU workers while trials wait), so no limit is derived from what it has at the
+    start. Without --max-concurrent the searcher is not wrapped at all: Ray Tune then keeps
+    one trial PENDING until some node has its resources (TUNE_MAX_PENDING_TRIALS_PG "auto"
+    is 1 for a searcher that is not a ConcurrencyLimiter, ray/tune/execution/
+    tune_controller.py), starts it the moment a node joins or a trial ends, and asks Optuna
+    for the next: the trials running follow the nodes there are. constant_liar keeps those
+    running trials from being sampled twice. With --max-concurrent N, Tune keeps up to N
+    trials pending, so the autoscaler sees all their demand at once and starts every worker
+    they need together instead of one by one. (Ray 2.60 has no public API that reads the
+    autoscaler's node types and max_workers; the GCS copy of them that Ray Train reads
+    privately is not filled in by `ray up`'s autoscaler, so --max-concurrent says it.)
+    """
+    if config.address is not None:
+        return config.max_concurrent
+    slots = _slots(config, cluster)
+    return slots if config.max_concurrent is None else min(slots, config.max_concurrent)
+
+
 def _slots(config: SweepConfig, cluster: dict) -> int:
-    """Trials that fit at once: the concurrency limit Optuna is given."""
+    """Trials that fit at once in `cluster`'s resources now."""
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     slots = math.floor(cpus / config.cpus_per_trial + 1e-9)
     if config.gpus_per_trial > 0:
@@ -358,18 +404,9 @@ def _slots(config: SweepConfig, cluster: dict) -> int:
     need = f"{config.cpus_per_trial:g} CPUs" + (
         f" and {config.gpus_per_trial:g} GPUs" if config.gpus_per_trial else ""
     )
-    if config.address is None:
-        raise ConfigError(
-            f"a trial needs {need}, but the local Ray has {cpus:g} CPUs and {gpus:g} GPUs"
-        )
-    log.warning(
-        "a trial needs %s, but the cluster has %g CPUs and %g GPUs now; trials wait "
-        "until the autoscaler adds nodes",
-        need,
-        cpus,
-        gpus,
+    raise ConfigError(
+        f"a trial needs {need}, but the local Ray has {cpus:g} CPUs and {gpus:g} GPUs"
     )
-    return 1
 
 
 class _OptunaDb:

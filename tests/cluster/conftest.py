@@ -130,6 +130,12 @@ class LoopbackCluster:
                     return pid
         raise LookupError(f"no raylet for {node_ip}")
 
+    def start_worker(self, cpus: int = 1) -> None:
+        """Start the worker node (for a cluster made with `with_worker=False`) and wait until
+        the head reports it alive: a node joining a running cluster, as the autoscaler's do."""
+        _start_worker(self.env, self.root, self.gcs_address, cpus=cpus)
+        _wait_for_nodes(self.dashboard_url, self.token, {self.head_ip, self.worker_ip})
+
     def connections(self) -> set[tuple[str, str]]:
         """(local, remote) addresses of every TCP connection the cluster holds now."""
         return tcp_peers(self.pids())
@@ -287,7 +293,9 @@ def _generate_token(env: dict[str, str]) -> str:
     return token_file.read_text().strip()
 
 
-def _start_head(env: dict[str, str], root: Path, gcs_port: int, dash_port: int) -> None:
+def _start_head(
+    env: dict[str, str], root: Path, gcs_port: int, dash_port: int, cpus: int = 1
+) -> None:
     _ray(
         [
             "start",
@@ -300,7 +308,7 @@ def _start_head(env: dict[str, str], root: Path, gcs_port: int, dash_port: int) 
             f"--dashboard-agent-listen-port={free_port()}",  # default 52365 is shared machine-wide
             "--min-worker-port=0",
             "--max-worker-port=0",  # random ports, not a fixed shared range
-            "--num-cpus=1",
+            f"--num-cpus={cpus}",
             f"--object-store-memory={OBJECT_STORE_BYTES}",
             f"--temp-dir={root / 'h'}",
             "--disable-usage-stats",
@@ -310,13 +318,13 @@ def _start_head(env: dict[str, str], root: Path, gcs_port: int, dash_port: int) 
     )
 
 
-def _start_worker(env: dict[str, str], root: Path, gcs_address: str) -> None:
+def _start_worker(env: dict[str, str], root: Path, gcs_address: str, cpus: int = 1) -> None:
     _ray(
         [
             "start",
             f"--address={gcs_address}",
             f"--node-ip-address={WORKER_IP}",
-            "--num-cpus=1",
+            f"--num-cpus={cpus}",
             "--resources",
             json.dumps({"worker_node": 1}),
             f"--dashboard-agent-listen-port={free_port()}",
@@ -358,12 +366,17 @@ def _wait_for_nodes(dashboard_url: str, token: str, want: set[str]) -> None:
 
 
 @contextlib.contextmanager
-def loopback_cluster(extra_env: dict[str, str] | None = None) -> Iterator[LoopbackCluster]:
+def loopback_cluster(
+    extra_env: dict[str, str] | None = None, *, head_cpus: int = 1, with_worker: bool = True
+) -> Iterator[LoopbackCluster]:
     """Start head + worker with token auth; always stop them and delete their files.
 
     Args:
         extra_env: more environment for both nodes and the cluster's clients, e.g. Ray
             settings as RAY_<name> variables.
+        head_cpus: the head's CPUs; 0 is cluster.yaml's head, which runs no trial.
+        with_worker: False starts the head alone; `LoopbackCluster.start_worker` adds the
+            worker later, as an autoscaler would.
     """
     _reap_orphans()
     root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-", dir=TMP_BASE))
@@ -373,11 +386,12 @@ def loopback_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Loopba
         t0 = time.monotonic()
         token = _generate_token(env)
         gcs_port, dash_port = free_port(), free_port()
-        _start_head(env, root, gcs_port, dash_port)
+        _start_head(env, root, gcs_port, dash_port, cpus=head_cpus)
         gcs_address = f"{HEAD_IP}:{gcs_port}"
-        _start_worker(env, root, gcs_address)
+        if with_worker:
+            _start_worker(env, root, gcs_address)
         dashboard_url = f"http://{HEAD_IP}:{dash_port}"
-        _wait_for_nodes(dashboard_url, token, {HEAD_IP, WORKER_IP})
+        _wait_for_nodes(dashboard_url, token, {HEAD_IP, WORKER_IP} if with_worker else {HEAD_IP})
         yield LoopbackCluster(
             head_ip=HEAD_IP,
             worker_ip=WORKER_IP,

@@ -7,7 +7,6 @@ needs cloud credentials.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import jsonschema
@@ -27,12 +26,6 @@ def validate(path: Path) -> dict:
     config = prepare_config(yaml.safe_load(path.read_text()))
     validate_config(config)
     return config
-
-
-def project_version() -> str:
-    # pyproject.toml by regex, not tomllib: the project supports Python 3.10.
-    text = (REPO / "pyproject.toml").read_text()
-    return re.search(r'^version = "([^"]+)"', text, re.MULTILINE).group(1)
 
 
 def test_the_shipped_cluster_files_are_checked():
@@ -70,7 +63,7 @@ def test_every_node_starts_with_token_auth(path):
     assert len(ray_starts) == 2
     assert all("RAY_AUTH_MODE=token ray start" in c for c in ray_starts)
     # The token travels from the laptop to every node; no token text sits in the file.
-    assert config["file_mounts"] == {"~/.ray/auth_token": "~/.ray/auth_token"}
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
 
 
 @pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
@@ -81,11 +74,21 @@ def test_dashboard_stays_on_the_head_loopback(path):
 
 
 @pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
-def test_nodes_install_the_pinned_release(path):
-    setup = " ".join(validate(path)["setup_commands"])
-    assert f"/v{project_version()}.tar.gz" in setup
+def test_nodes_install_the_clone_that_ray_up_copies(path):
+    config = validate(path)
+    # `ray up` runs from the clone's root and copies it, less .git and what .gitignore names
+    # (.venv, results), to every node; the nodes install that copy, nothing from a network
+    # ref that might not exist.
+    assert config["file_mounts"]["~/vae-sweep"] == "."
+    assert config["rsync_filter"] == [".gitignore"]
+    assert "**/.git" in config["rsync_exclude"]
+    setup = " ".join(config["setup_commands"])
+    assert '"$HOME/vae-sweep[cluster]"' in setup
+    assert "github.com" not in setup and "tar.gz" not in setup
     # The laptop's Ray and the cluster's must match for job submission.
     assert f'"ray[default]=={ray.__version__}"' in setup
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert {".venv/", "results/"} <= set(ignored)
 
 
 def test_aws_cluster_shape():

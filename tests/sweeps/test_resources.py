@@ -6,7 +6,7 @@ import pytest
 
 from sweeps import cli
 from sweeps.config import SweepConfig
-from sweeps.tuner import _slots, fixed_config, make_trainable
+from sweeps.tuner import _slots, fixed_config, make_trainable, max_concurrent
 from vae_core.errors import ConfigError
 
 
@@ -61,8 +61,9 @@ def test_a_trial_larger_than_the_local_ray_is_refused():
         ({"gpus_per_trial": -0.25}, "--gpus-per-trial"),
         ({"cpus_per_trial": 0}, "--cpus-per-trial"),
         ({"samples": 0}, "--samples"),
-        ({"node_ip": "127.0.0.1"}, "other than 127.0.0.1"),
         ({"node_ip": "10.1.2.3"}, "loopback"),
+        ({"node_ip": "::1"}, "IPv4 loopback"),
+        ({"max_concurrent": 0}, "--max-concurrent"),
         ({"name": "a/b"}, "--name"),
         ({"data": "cifar"}, "--data"),
     ],
@@ -74,3 +75,46 @@ def test_bad_options_are_refused(kwargs, message):
 
 def test_two_whole_gpus_per_trial_are_allowed():
     assert SweepConfig(name="x", gpus_per_trial=2).gpus_per_trial == 2
+
+
+def test_the_local_default_is_127_0_0_1():
+    # Ray's single-machine mode keeps it and listens there only (tests/sweeps/test_local_ray.py).
+    assert config_from().node_ip == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "cluster", "expected"),
+    [
+        ((), {"CPU": 2.0}, 2),  # local: what the fixed resources hold
+        (("--max-concurrent", "1"), {"CPU": 2.0}, 1),  # local: lower on request
+        (("--max-concurrent", "8"), {"CPU": 2.0}, 2),  # local: never more than fits
+        # A cluster: no limit frozen at the start, even with an empty (CPU: 0) head; Tune
+        # runs what the nodes there are hold, as they join.
+        (("--address", "auto"), {"CPU": 0.0}, None),
+        (("--address", "auto", "--gpus-per-trial", "0.25"), {}, None),
+        (("--address", "auto", "--max-concurrent", "16"), {"CPU": 0.0}, 16),
+    ],
+)
+def test_concurrency_limit(argv, cluster, expected):
+    config = config_from(*argv).resolved(cluster_gpus=cluster.get("GPU", 0.0))
+    assert max_concurrent(config, cluster) == expected
+
+
+def test_the_space_follows_the_trials_device_not_the_head(data):
+    # cluster.yaml's head: no CPU, no GPU; the trials go to GPU workers that come later.
+    config = config_from("--address", "auto", "--gpus-per-trial", "0.25").resolved(cluster_gpus=0)
+    assert (config.gpus_per_trial, config.space.name) == (0.25, "default")
+    assert fixed_config(config, data)["device"] == "cuda"
+
+
+def test_tensorboard_is_off_unless_asked_and_a_resume_keeps_the_sweep_s_own():
+    assert config_from().tensorboard is False
+    assert config_from("--tensorboard").tensorboard is True
+    with pytest.raises(ConfigError, match="drop --tensorboard"):
+        config_from("--resume", "--name", "x", "--tensorboard")
+
+
+def test_the_dashboard_command_names_the_study_database():
+    from sweeps.tuner import watch_command
+
+    assert watch_command("sqlite:////r/x/optuna.db") == "optuna-dashboard sqlite:////r/x/optuna.db"
