@@ -28,7 +28,7 @@ from vae_core.device import cpu_capability, resolve_device
 def plain_loop(images: torch.Tensor, epochs: int, batch_size: int, device, seed: int):
     """The post's loop: float tensors in a DataLoader, sigmoid + BCE, .item() every step."""
     torch.manual_seed(seed)
-    model = ConvVAE().to(device)
+    model = ConvVAE(logvar_max=None).to(device)  # the post's unbounded log-variance head
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(images.float() / 255), batch_size=batch_size, shuffle=True)
     seconds = 0.0

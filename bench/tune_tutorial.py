@@ -43,7 +43,8 @@ def train_vae(config: dict) -> None:
     val_set = TensorDataset(data.val_x.float() / 255)
     trainloader = DataLoader(train_set, batch_size=config["batch_size"], shuffle=True)
     valloader = DataLoader(val_set, batch_size=config["batch_size"])
-    model = ConvVAE(config["z_dim"], config["fc_size"]).to(device)
+    # the post's model as a user copies it: its unbounded log-variance head
+    model = ConvVAE(config["z_dim"], config["fc_size"], logvar_max=None).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     for _ in range(config["epochs"]):
         model.train()

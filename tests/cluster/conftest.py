@@ -42,7 +42,7 @@ MARKER_VAR = "VAE_SWEEP_TEST_CLUSTER"
 OBJECT_STORE_BYTES = 256 * 1024**2
 START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
-JOB_TIMEOUT_S = 240
+JOB_TIMEOUT_S = 480  # generous: on a loaded 2-core machine one 4-trial job took over 240 s
 JOB_ENDED = {"SUCCEEDED", "FAILED", "STOPPED"}  # JobStatus values
 # Temporary roots are /tmp/vsc-<pytest pid>-<random>: short (not $TMPDIR), because Ray's unix
 # sockets live below them (108-byte limit on Linux), and named after their owner to find orphans.

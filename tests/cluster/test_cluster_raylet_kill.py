@@ -45,7 +45,7 @@ def results_lines(trial_dir) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def wait_for_trial_midway_on(node_ip: str, results, timeout: float = 240) -> str:
+def wait_for_trial_midway_on(node_ip: str, results, timeout: float = 480) -> str:
     """The id of a trial that reported (and checkpointed) an epoch on `node_ip` and has
     epochs left."""
     deadline = time.monotonic() + timeout
