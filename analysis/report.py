@@ -294,8 +294,7 @@ STATISTICS_NOTE = (
     "The negative ELBO is the mean over every test image, as papers report it; beside it, the "
     "median and the 99th percentile show what a typical and a hard image cost. An image "
     f"whose value lies more than {OUTLIER_IQRS:g} interquartile ranges above the upper "
-    "quartile (the fence) "
-    "is an outlier: no digit comes near it under a sound model, so each one is counted, "
+    "quartile (the fence) is far beyond what the other images cost: each one is counted, "
     "listed by test index in best_trial.json and shown below."
 )
 

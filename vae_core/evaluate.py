@@ -21,9 +21,9 @@ EVAL_SEED = 1234  # the same noise every evaluation, so epochs and trials compar
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Var_x E_q[z_d] above this counts as active
 # An image is an outlier when its negative ELBO lies more than OUTLIER_IQRS interquartile
 # ranges above the upper quartile. Tukey's "far out" fence is 3 IQRs, which a right-skewed
-# loss distribution crosses with ordinary hard digits; at 10 (~600 nats for a trained model,
-# whose median is ~125) only values beyond the coin-flip model's 543 nats are flagged: images
-# the model does not describe at all, such as the few that reach thousands of nats.
+# loss distribution crosses with ordinary hard digits; 10 (625 nats for the quick sweep's best
+# model, whose median is 126) flags only images the model does not describe at all, such as
+# the few that reach thousands of nats.
 OUTLIER_IQRS = 10.0
 # Training images whose batch statistics re-estimate BatchNorm's running statistics before
 # every evaluation (see recalibrate_batchnorm).

@@ -1,5 +1,6 @@
 """`vae-sweep train` end to end, through a subprocess as a user runs it."""
 
+import re
 import subprocess
 import sys
 
@@ -37,6 +38,10 @@ def test_train_writes_metrics_and_model(tmp_path):
     proc = vae_sweep("train", *FAST, "--epochs", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "test negative ELBO" in proc.stdout
+    # the test set summarised as in `vae-sweep analyze`: median, 99th percentile, outliers
+    assert "median" in proc.stdout and "99th percentile" in proc.stdout
+    outliers = r"no outlier images \(fence [\d.]+\)|\d+ outlier images? above [\d.]+"
+    assert re.search(outliers, proc.stdout)
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert metrics["epoch"].tolist() == [1, 2]
     assert {
@@ -44,6 +49,10 @@ def test_train_writes_metrics_and_model(tmp_path):
         "val_loss",
         "val_recon",
         "val_kl",
+        "val_mean",
+        "val_median",
+        "val_p99",
+        "val_outliers",
         "active_units",
         "epoch_seconds",
         "images_per_second",
