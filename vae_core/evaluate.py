@@ -45,19 +45,6 @@ class Evaluation:
     outlier_losses: tuple[float, ...]  # their negative ELBO, same order
     active_units: int
 
-    def to_dict(self) -> dict:
-        return {
-            "loss": self.loss,
-            "recon": self.recon,
-            "kl": self.kl,
-            "median": self.median,
-            "p99": self.p99,
-            "robust_loss": self.robust_loss,
-            "outlier_fence": self.fence,
-            "outliers": len(self.outliers),
-            "active_units": self.active_units,
-        }
-
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 1, 28, 28) -> float in [0, 1], as torchvision's ToTensor gives."""
@@ -101,7 +88,7 @@ def recalibrate_batchnorm(
 @torch.no_grad()
 def per_image_elbo(
     model: ConvVAE, images: torch.Tensor, *, batch_size: int = 1024, precision: str = "fp32"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Negative ELBO, reconstruction and KL of every image, each (N,) float64, and the
     posterior means (N, z_dim) float32; all on the images' device."""
     model.eval()
@@ -145,7 +132,7 @@ def summarize(
     # NaN counts as an outlier too: it is the most extreme value there is.
     far = ~(total <= fence)
     order = torch.argsort(total.nan_to_num(nan=float("inf")), descending=True)
-    worst = [int(i) for i in order if far[i]]
+    worst = order[far[order]].tolist()
     return Evaluation(
         loss=total.mean().item(),
         recon=recon.mean().item(),
