@@ -35,7 +35,7 @@ from analysis.tsne import (
     tsne_figure,
     tsne_table,
 )
-from vae_core import storage
+from results_folder import storage
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.device import resolve_device
 from vae_core.errors import CheckpointError, ConfigError, DataError

@@ -10,8 +10,7 @@ import pandas as pd
 import torch
 
 from analysis.results import FINISHED, SweepResults, local_copy, resolve_path
-from vae_core import storage
-from vae_core.checkpoint import load_checkpoint
+from results_folder import load_checkpoint, storage
 from vae_core.errors import CheckpointError, ConfigError, ResultsError
 from vae_core.model import ConvVAE
 

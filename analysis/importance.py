@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from analysis.figures import log_scaled
 from analysis.results import FINISHED, SweepResults, local_copy
-from vae_core import storage
+from results_folder import storage
 from vae_core.errors import ResultsError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from vae_core import storage
+from results_folder import storage
 from vae_core.errors import ResultsError
 
 FINISHED = ("completed", "early_stopped")  # trained without diverging or erroring

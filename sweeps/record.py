@@ -8,10 +8,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
+from results_folder import storage
 from search_spaces import parse_space
 from search_spaces.space import TOP_LEVEL
 from sweeps.config import SweepConfig
-from vae_core import storage
 from vae_core.data import MnistSplits
 from vae_core.errors import ResultsError
 

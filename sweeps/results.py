@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
+from results_folder import storage
 from sweeps.trial import CHECKPOINT_FILE
-from vae_core import storage
 
 STATUSES = ("completed", "early_stopped", "diverged", "error")
 # epochs.parquet: one row per trial per epoch; the contract's column order and types.

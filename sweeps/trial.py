@@ -16,7 +16,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from vae_core.checkpoint import load_checkpoint, save_checkpoint
+from results_folder import load_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits
 from vae_core.device import resolve_device, resolve_precision

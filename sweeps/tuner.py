@@ -22,6 +22,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCall
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from results_folder import storage
 from search_spaces import SearchSpace
 from search_spaces.space import SEARCHABLE
 from sweeps.config import SweepConfig
@@ -38,7 +39,6 @@ from sweeps.record import (
 from sweeps.results import ResultsWriter
 from sweeps.searcher import SweepOptunaSearch
 from sweeps.trial import run_trial
-from vae_core import storage
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import ConfigError
 

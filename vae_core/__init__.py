@@ -1,6 +1,5 @@
 """The conv VAE, its loss, MNIST data and the training function. Knows nothing of Ray."""
 
-from vae_core.checkpoint import load_checkpoint, save_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import (
@@ -31,9 +30,7 @@ __all__ = [
     "evaluate",
     "iwae_nll",
     "latent_means",
-    "load_checkpoint",
     "load_mnist",
     "negative_elbo",
-    "save_checkpoint",
     "train",
 ]

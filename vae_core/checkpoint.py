@@ -1,53 +1,58 @@
-"""Checkpoints: a plain dict of tensors and numbers, saved atomically, loaded with weights_only."""
+"""The checkpoint format: a plain dict of tensors and numbers that `train` writes and resumes from.
+
+Files are the caller's business (results_folder.checkpoints saves and loads them); this module
+says what a checkpoint holds and rebuilds the model it describes.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
-import torch
-
-from vae_core.errors import CheckpointError
+from vae_core.errors import CheckpointError, one_line
+from vae_core.model import ConvVAE
 
 FORMAT = "vae-sweep-checkpoint/1"
 REQUIRED = ("format", "model", "optimizer", "epoch", "rng", "config")
+ARCHITECTURE = ("z_dim", "fc_size")  # the config keys that decide the weights' shapes
 
 
-def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Write `state` to `path` through a temporary file, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint safely (no arbitrary code: weights_only=True) and check its format.
+def check_state(state: object, where: str) -> dict:
+    """`state` if it is a complete vae-sweep checkpoint; `where` names it in the error.
 
     Raises:
-        CheckpointError: missing, truncated, corrupt, or not a vae-sweep checkpoint.
+        CheckpointError: not a vae-sweep checkpoint, or one that lacks a required entry.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # a malformed file can fail anywhere inside the unpickler
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({reason[:160]})"
-        ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a vae-sweep checkpoint")
+        raise CheckpointError(f"{where} is not a vae-sweep checkpoint")
     missing = [key for key in REQUIRED if key not in state]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+        raise CheckpointError(f"checkpoint {where} lacks {', '.join(missing)}")
     return state
+
+
+def check_architecture(state: dict, expected: dict, *, where: str, source: str) -> None:
+    """Refuse a checkpoint whose z_dim or fc_size differ from `expected`'s (what `source`,
+    e.g. "the config", asks for): its weights would not fit, or fit a different model."""
+    saved = state.get("config") if isinstance(state.get("config"), dict) else {}
+    for key in ARCHITECTURE:
+        if key in expected and saved.get(key) != expected[key]:
+            raise CheckpointError(
+                f"checkpoint{where} has {key}={saved.get(key)!r} but {source} says "
+                f"{expected[key]!r}"
+            )
+
+
+def model_from_checkpoint(state: dict, *, where: str) -> ConvVAE:
+    """The ConvVAE a checkpoint's config describes, with its weights (CPU, train mode).
+
+    Raises:
+        CheckpointError: the weights do not fit that model.
+    """
+    config = state["config"] if isinstance(state.get("config"), dict) else {}
+    try:
+        model = ConvVAE(int(config["z_dim"]), int(config["fc_size"]))
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"checkpoint {where} does not match ConvVAE(z_dim={config.get('z_dim')}, "
+            f"fc_size={config.get('fc_size')}): {one_line(err, 200)}"
+        ) from err
+    return model

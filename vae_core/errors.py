@@ -23,3 +23,10 @@ class CheckpointError(VaeSweepError):
 
 class ResultsError(VaeSweepError):
     """A results directory or one of its tables is missing or unreadable."""
+
+
+def one_line(err: BaseException, limit: int = 500) -> str:
+    """An exception as one line for a message: its first line (at most `limit` characters), or
+    its type when it has no text."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

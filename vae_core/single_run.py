@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from vae_core.checkpoint import save_checkpoint
+from results_folder import save_checkpoint
+from results_folder.storage import write_parquet
 from vae_core.config import TrainConfig
 from vae_core.data import load_mnist
 from vae_core.device import resolve_device
 from vae_core.errors import ConfigError
 from vae_core.evaluate import evaluate
-from vae_core.storage import write_parquet
 from vae_core.train import TrainResult, train
 
 

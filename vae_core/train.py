@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vae_core.checkpoint import FORMAT
+from vae_core.checkpoint import FORMAT, check_architecture
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.device import configure_backends, resolve_device, resolve_precision
@@ -30,8 +30,24 @@ DIVERGENCE_CHECK_EVERY = 50  # steps between the (host-syncing) finiteness check
 # magnitude, and with the bounded log-variance it usually stays finite while doing so.
 DIVERGENCE_FACTOR = 10.0
 COIN_FLIP_NATS = 784 * math.log(2)  # a model that calls every pixel a coin flip: 543.4 nats
-# Validation columns of an epoch's metrics: val_loss (what the sweep optimises) is the mean
-# negative ELBO with outlier images capped (vae_core.evaluate); val_mean is the plain mean.
+# The metrics of one epoch, in order, and the kind of each: what `report` receives, and (after
+# the trial id) the columns of a sweep's epochs.parquet (results_folder.schema).
+EPOCH_METRICS = {
+    "epoch": "int",
+    "train_loss": "float",
+    "val_loss": "float",  # the mean with outlier images capped (vae_core.evaluate): optimised
+    "val_mean": "float",  # the plain mean negative ELBO
+    "val_recon": "float",
+    "val_kl": "float",
+    "val_median": "float",
+    "val_p99": "float",
+    "val_outliers": "int",  # validation images beyond the outlier fence
+    "active_units": "int",
+    "epoch_seconds": "float",
+    "images_per_second": "float",
+    "diverged": "bool",
+}
+# The validation losses among them, in nats: each can pick the best trial.
 VAL_COLUMNS = ("val_loss", "val_mean", "val_recon", "val_kl", "val_median", "val_p99")
 
 
@@ -198,13 +214,7 @@ def _state(config, model, optimizer, shuffle, noise, epoch, history) -> dict:
 
 def _restore(state, config, model, optimizer, shuffle, noise) -> int:
     """Load a checkpoint state into the fresh objects; returns the epoch it ended."""
-    saved = state.get("config", {})
-    for key in ("z_dim", "fc_size"):
-        if saved.get(key) != getattr(config, key):
-            raise CheckpointError(
-                f"checkpoint has {key}={saved.get(key)!r} but the config asks for "
-                f"{getattr(config, key)!r}"
-            )
+    check_architecture(state, config.to_dict(), where="", source="the config")
     try:
         model.load_state_dict(state["model"])
         load_optimizer_state(optimizer, state["optimizer"])

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from vae_core import TrainConfig, load_checkpoint, save_checkpoint, train
+from results_folder import load_checkpoint, save_checkpoint
+from vae_core import TrainConfig, train
 from vae_core.model import ConvVAE
 from vae_core.step import GraphStep, make_optimizer, make_step
 

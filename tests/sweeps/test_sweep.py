@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from results_folder import load_checkpoint
 from search_spaces import load_space
 from sweeps.results import EPOCH_COLUMNS, STATUSES, TRIAL_COLUMNS_AFTER
 from sweeps.searcher import DIVERGED_VALUE
 from sweeps.tuner import POST_CONFIG
-from vae_core import load_checkpoint
 
 SAMPLES, EPOCHS = 6, 3
 PARAMS = {"z_dim": "int64", "fc_size": "int64", "lr": "double"}

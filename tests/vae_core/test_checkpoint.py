@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from vae_core import CheckpointError, ConvVAE, load_checkpoint, save_checkpoint
+from results_folder import load_checkpoint, save_checkpoint
+from vae_core import CheckpointError, ConvVAE
 from vae_core.checkpoint import FORMAT
 
 

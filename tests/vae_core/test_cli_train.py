@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from vae_core import load_checkpoint
+from results_folder import load_checkpoint
 
 FAST = [
     "--data",

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from vae_core import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint, train
+from results_folder import load_checkpoint, save_checkpoint
+from vae_core import CheckpointError, TrainConfig, train
 from vae_core.train import training_diverged
 
 TINY = dict(

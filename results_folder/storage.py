@@ -1,9 +1,16 @@
-"""Result files on any pyarrow filesystem (local, s3://, gs://), written atomically."""
+"""Result files on any pyarrow filesystem (local, s3://, gs://), written atomically.
+
+The one place that writes result files: tables, text, checkpoints.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -40,8 +47,8 @@ def exists(path: str) -> bool:
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
-def _write_bytes(path: str, write) -> None:
-    """Write through a temporary name then rename, so readers never see half a file.
+def write_bytes(path: str | os.PathLike, write: Callable) -> None:
+    """Call `write(stream)` into a temporary name, then rename: readers never see half a file.
 
     Object stores (s3, gs) publish an object only when its upload completes, so there the
     final name is written directly.
@@ -65,11 +72,11 @@ def _write_bytes(path: str, write) -> None:
 
 def write_parquet(df: pd.DataFrame, path: str) -> None:
     table = pa.Table.from_pandas(df, preserve_index=False)
-    _write_bytes(path, lambda out: pq.write_table(table, out))
+    write_bytes(path, lambda out: pq.write_table(table, out))
 
 
 def write_text(text: str, path: str) -> None:
-    _write_bytes(path, lambda out: out.write(text.encode()))
+    write_bytes(path, lambda out: out.write(text.encode()))
 
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -96,3 +103,44 @@ def read_text(path: str) -> str:
         raise ResultsError(f"{path} does not exist") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ResultsError(f"cannot read {path}: {err}") from err
+
+
+def delete(path: str) -> None:
+    """Remove a file if it exists."""
+    fs, p = resolve(path)
+    if fs.get_file_info(p).type != pafs.FileType.NotFound:
+        fs.delete_file(p)
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy one file between any two filesystems (e.g. a local file to s3://)."""
+    src_fs, src_path = resolve(src)
+    dst_fs, dst_path = resolve(dst)
+    pafs.copy_files(src_path, dst_path, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def resolve_path(root: str, path: str) -> str:
+    """A path from a table: relative to the results folder `root` unless absolute or a URI."""
+    if is_uri(path) or os.path.isabs(path):
+        return path
+    return join(root, path)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+    """A local file holding `path`'s bytes, for readers that need one (torch.load, sqlite).
+
+    Always a copy, even of a local file: opening optuna.db through sqlite may write to it, and
+    a reader must not change the sweep's files.
+    """
+    fs, inner = resolve(path)
+    with tempfile.TemporaryDirectory(prefix="vae-sweep-") as tmp:
+        local = os.path.join(tmp, os.path.basename(inner))
+        try:
+            with fs.open_input_stream(inner) as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except FileNotFoundError as err:
+            raise ResultsError(f"{path} does not exist") from err
+        except OSError as err:
+            raise ResultsError(f"cannot read {path}: {err}") from err
+        yield local

@@ -1,0 +1,12 @@
+"""The names of the files in a results folder (see the package docstring for the tree)."""
+
+TRIALS = "trials.parquet"
+EPOCHS = "epochs.parquet"
+SWEEP_JSON = "sweep.json"
+OPTUNA_DB = "optuna.db"  # `optuna-dashboard sqlite:///<results>/optuna.db`
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint_00000N/ folder of a trial
+ANALYSIS_DIR = "analysis"
+BEST_TRIAL_JSON = "best_trial.json"
+# The analysis's files in writing order: best_trial.json last, so a folder without it is an
+# unfinished analysis.
+ANALYSIS_FILES = ("tsne.parquet", "tsne.html", "report.html", BEST_TRIAL_JSON)
