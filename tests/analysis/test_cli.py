@@ -7,7 +7,7 @@ import sys
 
 def vae_sweep(*args):
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "vae_sweep", *args], capture_output=True, text=True, timeout=600
     )
 
 

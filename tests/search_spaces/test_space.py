@@ -184,7 +184,7 @@ def test_cli_reports_a_bad_space_as_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "sweeps.cli",
+            "vae_sweep",
             "run",
             "--space",
             str(path),
@@ -203,7 +203,7 @@ def test_cli_reports_a_bad_space_as_one_line(tmp_path):
 
 def test_spaces_command_lists_the_shipped_spaces():
     run = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", "spaces"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "vae_sweep", "spaces"], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
     for name in shipped_spaces():

@@ -67,7 +67,7 @@ FORCED = textwrap.dedent(
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         return real_bind(self, address)
     socket.socket.bind = bind
-    from sweeps.cli import main
+    from vae_sweep.cli import main
     sys.exit(main(sys.argv[1:]))
     """
 )

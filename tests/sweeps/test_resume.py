@@ -20,7 +20,7 @@ SAMPLES = 5
 
 
 def run_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sweeps.cli", "run", *args, "--no-analyze"]
+    return [sys.executable, "-m", "vae_sweep", "run", *args, "--no-analyze"]
 
 
 def finished_rows(path) -> pd.DataFrame | None:

@@ -25,7 +25,7 @@ FAST = [
 
 def vae_sweep(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args],
+        [sys.executable, "-m", "vae_sweep", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
