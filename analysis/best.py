@@ -1,18 +1,21 @@
 """The best trial: lowest validation metric among finished trials, and its model.
 
-Validation picks, test only reports: the test set never enters the choice.
+Validation picks, test only reports: the test set never enters the choice. The rule itself
+(finished, finite, ties to fewer epochs then trial_id) is results_folder.best's.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
-from analysis.results import FINISHED, SweepResults, local_copy, resolve_path
-from results_folder import load_checkpoint, storage
+from results_folder import best_trial, load_checkpoint, storage
+from results_folder.layout import EPOCHS, TRIALS
+from results_folder.reader import SweepResults
+from vae_core.checkpoint import ARCHITECTURE, check_architecture, model_from_checkpoint
 from vae_core.errors import CheckpointError, ConfigError, ResultsError
 from vae_core.model import ConvVAE
+from vae_core.train import VAL_COLUMNS
 
 
 def trial_scores(results: SweepResults, metric: str = "val_loss") -> pd.Series:
@@ -27,41 +30,32 @@ def trial_scores(results: SweepResults, metric: str = "val_loss") -> pd.Series:
     """
     if metric == "val_loss":
         return results.trials["best_val_loss"].astype(float)
-    allowed = [
-        c
-        for c in results.epochs.columns
-        if c.startswith("val_")
-        and c != "val_outliers"  # a count of images, not nats
-        and pd.api.types.is_numeric_dtype(results.epochs[c])
-    ]
+    epochs = results.epochs
+    # Losses in nats only: val_outliers, a count of images, is not one of VAL_COLUMNS.
+    allowed = [c for c in VAL_COLUMNS if c in epochs and pd.api.types.is_numeric_dtype(epochs[c])]
     if metric not in allowed:
         raise ConfigError(
             f"metric must be one of {', '.join(allowed)} (validation columns of "
-            f"{results.path('epochs.parquet')}), but got {metric!r}"
+            f"{results.path(EPOCHS)}), but got {metric!r}"
         )
-    best = results.epochs.groupby("trial_id")[metric].min()
+    best = epochs.groupby("trial_id")[metric].min()
     return results.trials["trial_id"].map(best).astype(float)
 
 
 def choose_best(results: SweepResults, metric: str = "val_loss") -> pd.Series:
     """The trials.parquet row of the best finished trial, with its `score` added.
 
-    Ties on the metric go to the trial that ran fewer epochs (cheaper), then to trial_id so
-    the choice never depends on row order.
-
     Raises:
         ResultsError: no completed or early-stopped trial has a finite metric.
     """
-    scored = results.trials.assign(score=trial_scores(results, metric))
-    ok = scored["status"].isin(FINISHED) & np.isfinite(scored["score"].to_numpy(dtype=float))
-    if not ok.any():
-        counts = ", ".join(f"{n} {s}" for s, n in scored["status"].value_counts().items())
+    best = best_trial(results.trials, trial_scores(results, metric))
+    if best is None:
+        counts = ", ".join(f"{n} {s}" for s, n in results.trials["status"].value_counts().items())
         raise ResultsError(
-            f"{results.path('trials.parquet')} has no finished trial with a "
+            f"{results.path(TRIALS)} has no finished trial with a "
             f"finite {metric} (trials: {counts})"
         )
-    ranked = scored[ok].sort_values(["score", "epochs_run", "trial_id"], kind="stable")
-    return ranked.iloc[0]
+    return best
 
 
 def load_model(results: SweepResults, trial: pd.Series) -> tuple[ConvVAE, dict, str]:
@@ -76,39 +70,13 @@ def load_model(results: SweepResults, trial: pd.Series) -> tuple[ConvVAE, dict, 
     rel = trial["checkpoint_path"]
     if not isinstance(rel, str) or not rel:
         raise CheckpointError(
-            f"trial {trial['trial_id']} has no checkpoint_path in {results.path('trials.parquet')}"
+            f"trial {trial['trial_id']} has no checkpoint_path in {results.path(TRIALS)}"
         )
-    path = resolve_path(results.root, rel)
-    state = _load_state(path)
-    config = state["config"] if isinstance(state["config"], dict) else {}
-    for key in ("z_dim", "fc_size"):
-        if key in trial and config.get(key) != int(trial[key]):
-            raise CheckpointError(
-                f"checkpoint {path} has {key}={config.get(key)!r} but "
-                f"trials.parquet says {int(trial[key])} for that trial"
-            )
-    try:
-        model = ConvVAE(int(config["z_dim"]), int(config["fc_size"]))
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else repr(err)
-        raise CheckpointError(
-            f"checkpoint {path} does not match ConvVAE(z_dim="
-            f"{config.get('z_dim')}, fc_size={config.get('fc_size')}): "
-            f"{reason}"
-        ) from err
+    path = storage.resolve_path(results.root, rel)
+    state = load_checkpoint(path)
+    searched = {key: int(trial[key]) for key in ARCHITECTURE if key in trial}
+    check_architecture(state, searched, source=f"{TRIALS} (for that trial)", where=path)
+    model = model_from_checkpoint(state, where=path)
     # channels_last: the layout the trainer used; measured 1.9x faster decoding on a CPU.
     model = model.to(memory_format=torch.channels_last).eval()
     return model, state, path
-
-
-def _load_state(path: str) -> dict:
-    if not storage.is_uri(path):
-        return load_checkpoint(path)
-    if not storage.exists(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    with local_copy(path) as local:
-        try:
-            return load_checkpoint(local)
-        except CheckpointError as err:  # name the URI, not the temporary copy
-            raise CheckpointError(str(err).replace(local, path)) from err

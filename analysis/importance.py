@@ -9,17 +9,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import NamedTuple
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from sqlalchemy.exc import SQLAlchemyError
 
-from analysis.figures import log_scaled
-from analysis.results import FINISHED, SweepResults, local_copy
-from results_folder import storage
+from analysis.scales import log_scaled
+from results_folder import rank_trials, storage
+from results_folder.layout import OPTUNA_DB
+from results_folder.reader import SweepResults
 from vae_core.errors import ResultsError
 
 log = logging.getLogger(__name__)
@@ -34,33 +35,38 @@ STUDY_ERRORS = (
 )
 
 
+class Importances(NamedTuple):
+    values: dict[str, float]  # hyperparameter -> share of the variance, summing to 1
+    source: str  # a phrase naming where they come from
+    trials: int  # how many trials they rest on
+
+
 def param_importances(
     results: SweepResults,
     scores: pd.Series,
     *,
     metric: str,
-) -> tuple[dict[str, float], str, int] | None:
-    """Importances (summing to 1), a phrase naming their source and its trial count, or None.
+) -> Importances | None:
+    """The hyperparameters' importances for `metric`, or None.
 
     None when fewer than two finished trials with different values exist: there is nothing
     to attribute.
     """
-    if metric == results.sweep.get("metric", "val_loss") and storage.exists(
-        results.path("optuna.db")
-    ):
+    database = results.path(OPTUNA_DB)
+    if metric == results.sweep.get("metric", "val_loss") and storage.exists(database):
         try:
             return _from_database(results)
         except STUDY_ERRORS as err:
             log.warning(
                 "importance: cannot use %s (%s); rebuilding the study from trials.parquet",
-                results.path("optuna.db"),
+                database,
                 err,
             )
     return _from_table(results, scores, metric=metric)
 
 
-def _from_database(results: SweepResults) -> tuple[dict[str, float], str, int]:
-    with local_copy(results.path("optuna.db")) as db, _quiet_optuna():
+def _from_database(results: SweepResults) -> Importances:
+    with storage.local_copy(results.path(OPTUNA_DB)) as db, _quiet_optuna():
         rdb = optuna.storages.RDBStorage(f"sqlite:///{db}")
         try:
             names = [s.study_name for s in rdb.get_all_studies()]
@@ -73,7 +79,7 @@ def _from_database(results: SweepResults) -> tuple[dict[str, float], str, int]:
             importances = _evaluate(study)
         finally:
             rdb.engine.dispose()  # close sqlite before the temporary copy is deleted
-    return importances, "fANOVA on the complete trials of optuna.db", len(complete)
+    return Importances(importances, "fANOVA on the complete trials of optuna.db", len(complete))
 
 
 def _from_table(
@@ -81,9 +87,9 @@ def _from_table(
     scores: pd.Series,
     *,
     metric: str,
-) -> tuple[dict[str, float], str, int] | None:
-    finished = results.trials["status"].isin(FINISHED)
-    ok = finished & np.isfinite(scores.to_numpy(dtype=float))
+) -> Importances | None:
+    # The trials the best-trial rule ranks, in the table's order (the order fANOVA sees).
+    ok = results.trials.index.isin(rank_trials(results.trials, scores).index)
     rows, values = results.trials[ok], scores[ok]
     params = [p for p in results.params if rows[p].nunique() > 1]
     if len(rows) < 2 or not params:
@@ -104,7 +110,9 @@ def _from_table(
         except (ValueError, RuntimeError) as err:  # e.g. every trial scored the same
             log.warning("importance: fANOVA failed on %d trials (%s)", len(rows), err)
             return None
-    return importances, f"fANOVA on the best {metric} of the finished trials", len(rows)
+    return Importances(
+        importances, f"fANOVA on the best {metric} of the finished trials", len(rows)
+    )
 
 
 def _evaluate(study: optuna.Study) -> dict[str, float]:

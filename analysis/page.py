@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from analysis.figures import STATUS_COLORS, fmt
+from analysis.figures import STATUS_COLORS
+from results_folder.display import format_value
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 SECTIONS = (
@@ -73,69 +74,42 @@ def render_page(
 ) -> str:
     """The page's HTML. `figures` maps section ids to figures (None: the section says why);
     `outlier_table` holds (test index, digit, negative ELBO) of the listed outlier images."""
+    test_set = (
+        '<div class="two"><div><h3>Configuration</h3>'
+        + _kv(best_table)
+        + "</div><div><h3>Test set</h3>"
+        + _kv(test_table)
+        + "</div></div>"
+    )
+    board = '<div class="scroll">' + _leaderboard(leaderboard, best_id) + "</div>"
     body = [
         f"<h1>{html.escape(title)}</h1>",
         *[f'<p class="meta">{line}</p>' for line in meta],
         '<div class="cards">' + "".join(_card(*c) for c in cards) + "</div>",
-    ]
-    body.append(
+        _section("test-set", "Best trial and its test-set numbers", notes, test_set),
         _section(
-            "test-set",
-            "Best trial and its test-set numbers",
+            "outliers",
+            "Test images beyond the outlier fence",
             notes,
-            '<div class="two"><div><h3>Configuration</h3>'
-            + _kv(best_table)
-            + "</div><div><h3>Test set</h3>"
-            + _kv(test_table)
-            + "</div></div>",
-        )
-    )
-    outliers = ""  # none: the note says so
-    if outlier_table:
-        outliers = (
-            f'<div class="two"><div>{_figure(figures.get("outliers"), "outliers")}</div>'
-            '<div class="scroll"><table><thead><tr><th>test index</th><th>digit</th>'
-            "<th>negative ELBO</th></tr></thead><tbody>"
-            + "".join(
-                f"<tr><td>{index}</td><td>{digit}</td><td>{html.escape(value)}</td></tr>"
-                for index, digit, value in outlier_table
+            _outliers(figures.get("outliers"), outlier_table),
+        ),
+        _section("leaderboard", "Leaderboard", notes, board),
+        *[
+            _section(sid, heading, notes, _figure(figures.get(sid), sid))
+            for sid, heading in (
+                ("loss-curves", "Validation loss per epoch"),
+                ("parallel-coordinates", "Hyperparameters against the best metric"),
+                ("importance", "Hyperparameter importance"),
             )
-            + "</tbody></table></div></div>"
-        )
-    body.append(_section("outliers", "Test images beyond the outlier fence", notes, outliers))
-    body.append(
-        _section(
-            "leaderboard",
-            "Leaderboard",
-            notes,
-            '<div class="scroll">' + _leaderboard(leaderboard, best_id) + "</div>",
-        )
-    )
-    for sid, heading in (
-        ("loss-curves", "Validation loss per epoch"),
-        ("parallel-coordinates", "Hyperparameters against the best metric"),
-        ("importance", "Hyperparameter importance"),
-    ):
-        body.append(_section(sid, heading, notes, _figure(figures.get(sid), sid)))
-    pair = "".join(
-        f'<div id="{sid}"><h3>{heading}</h3><p class="note">'
-        f"{html.escape(notes.get(sid, ''))}</p>{_figure(figures.get(sid), sid)}</div>"
-        for sid, heading in (
-            ("reconstructions", "Reconstructions of test digits"),
-            ("prior-samples", "Samples from the prior"),
-        )
-    )
-    body.append(
-        f'<section><h2>What the best model draws</h2><div class="two">{pair}</div></section>'
-    )
-    body.append(
+        ],
+        _drawings(figures, notes),
         _section(
             "tsne",
             "t-SNE map of the test-set latent means",
             notes,
             _figure(figures.get("tsne"), "tsne"),
-        )
-    )
+        ),
+    ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -144,6 +118,36 @@ def render_page(
         f'</script><script type="text/javascript">{get_plotlyjs()}</script></head>'
         f"<body><main>{''.join(body)}</main></body></html>\n"
     )
+
+
+def _outliers(fig: go.Figure | None, table: list[tuple[int, int, str]]) -> str:
+    """The outlier images' figure beside their table; nothing when there are none (the note
+    says so)."""
+    if not table:
+        return ""
+    return (
+        f'<div class="two"><div>{_figure(fig, "outliers")}</div>'
+        '<div class="scroll"><table><thead><tr><th>test index</th><th>digit</th>'
+        "<th>negative ELBO</th></tr></thead><tbody>"
+        + "".join(
+            f"<tr><td>{index}</td><td>{digit}</td><td>{html.escape(value)}</td></tr>"
+            for index, digit, value in table
+        )
+        + "</tbody></table></div></div>"
+    )
+
+
+def _drawings(figures: dict[str, go.Figure | None], notes: dict[str, str]) -> str:
+    """Reconstructions and prior samples side by side, in one section."""
+    pair = "".join(
+        f'<div id="{sid}"><h3>{heading}</h3><p class="note">'
+        f"{html.escape(notes.get(sid, ''))}</p>{_figure(figures.get(sid), sid)}</div>"
+        for sid, heading in (
+            ("reconstructions", "Reconstructions of test digits"),
+            ("prior-samples", "Samples from the prior"),
+        )
+    )
+    return f'<section><h2>What the best model draws</h2><div class="two">{pair}</div></section>'
 
 
 def _section(sid: str, heading: str, notes: dict[str, str], content: str) -> str:
@@ -202,4 +206,4 @@ def _leaderboard(table: pd.DataFrame, best_id: str) -> str:
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "&ndash;"
-    return html.escape(fmt(value))
+    return html.escape(format_value(value))

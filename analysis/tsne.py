@@ -20,6 +20,7 @@ from analysis.figures import FONT
 
 log = logging.getLogger(__name__)
 SEED = 0  # the post's random_state; also seeds the stratified sample
+INIT = "pca"  # the post's initialisation: stabler global layout than "random"
 TRUST_K = 10  # neighbours checked by the trustworthiness score
 MAX_ITER = 1000  # scikit-learn's default: 250 early-exaggeration iterations, then 750
 ITERATION = re.compile(r"\[t-SNE\] Iteration (\d+):")
@@ -53,7 +54,7 @@ def embed(latents: np.ndarray, *, seed: int = SEED, progress: bool = False) -> n
     start = time.perf_counter()
     tsne = TSNE(
         n_components=2,
-        init="pca",
+        init=INIT,
         random_state=seed,
         max_iter=MAX_ITER,
         verbose=2 if progress else 0,

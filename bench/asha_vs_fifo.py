@@ -27,7 +27,9 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from search_spaces import load_space
 from sweeps.config import LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.tuner import _slots, build_tuner, fixed_config, make_trainable, quiet_ray_and_optuna
+from sweeps.quiet import quiet_ray_and_optuna
+from sweeps.resources import trial_slots
+from sweeps.tuner import build_tuner, fixed_config, make_trainable
 from vae_core.data import load_mnist
 
 
@@ -105,7 +107,7 @@ def main() -> None:
             storage=storage,
             node_ip=args.node_ip,
         ).resolved(cluster_gpus=cluster.get("GPU", 0))
-        slots = _slots(config, cluster)
+        slots = trial_slots(config, cluster)
         data = load_mnist(args.data).limit_train(config.space.fixed.get("train_limit"))
         runs, walls = {}, {}
         for name, make in (

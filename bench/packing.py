@@ -24,9 +24,9 @@ import pandas as pd
 import torch
 
 from search_spaces import load_space
+from sweeps import run_sweep
 from sweeps.config import GPU_SHARE, LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.tuner import run_sweep
 
 
 def measure(config: SweepConfig, share: float, name: str) -> dict:

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from search_spaces import load_space
+from sweeps import run_sweep
 from sweeps.config import LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.tuner import run_sweep
 
 
 def seconds_between(start: str, end: str) -> float:

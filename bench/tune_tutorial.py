@@ -29,9 +29,10 @@ from ray.tune.search.optuna import OptunaSearch
 from torch.utils.data import DataLoader, TensorDataset
 
 from search_spaces import load_space
+from sweeps import run_sweep
 from sweeps.config import LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.tuner import quiet_ray_and_optuna, run_sweep
+from sweeps.quiet import quiet_ray_and_optuna
 from vae_core import ConvVAE, load_mnist
 
 

@@ -43,4 +43,9 @@ def searched_params(record: dict, *, path: str = SWEEP_JSON) -> dict[str, str]:
     unknown = [name for name in params if name not in SEARCHABLE]
     if unknown:
         raise ResultsError(f"{path} searches unknown parameters: {', '.join(unknown)}")
-    return {name: SEARCHABLE[name] for name in params}
+    return param_kinds(params)
+
+
+def param_kinds(names) -> dict[str, str]:
+    """Each searched parameter's kind ("int"/"float"), which is its trials.parquet column's."""
+    return {name: SEARCHABLE[name] for name in names}

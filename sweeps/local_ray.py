@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sweeps.config import LOCAL_NODE_IP
-from vae_core.errors import VaeSweepError
+from vae_core.errors import VaeSweepError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,8 @@ def ray_session(address: str | None, node_ip: str) -> Iterator[dict[str, float]]
             ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = "start a local Ray" if address is None else f"connect to Ray at {address}"
-        raise VaeSweepError(f"cannot {where}: {_first_line(err)}") from err
+        raise VaeSweepError(f"cannot {where}: {one_line(err)}") from err
     try:
         yield ray.cluster_resources()
     finally:
         ray.shutdown()
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -1,22 +1,19 @@
-"""sweep.json: the resolved settings of a sweep, so its results can be read and resumed alone."""
+"""sweep.json's content: the resolved settings of a sweep, so its results can be read and
+resumed alone (results_folder.sweep_json reads and writes the file)."""
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
-from results_folder import storage
+from results_folder.layout import OPTUNA_DB
+from results_folder.schema import METRIC, MODE
 from search_spaces import parse_space
 from search_spaces.space import TOP_LEVEL
 from sweeps.config import SweepConfig
 from vae_core.data import MnistSplits
-from vae_core.errors import ResultsError
-
-SWEEP_JSON = "sweep.json"
-OPTUNA_DB = "optuna.db"  # beside the tables; `optuna-dashboard sqlite:///<dir>/optuna.db`
 
 
 def now() -> str:
@@ -36,8 +33,8 @@ def sweep_record(
         "samples": config.samples,
         "epochs": config.epochs,
         "seed": config.seed,
-        "metric": "val_loss",
-        "mode": "min",
+        "metric": METRIC,
+        "mode": MODE,
         "search": search,
         "scheduler": scheduler,
         "resources": {
@@ -69,18 +66,6 @@ def versions() -> dict:
         except PackageNotFoundError:
             out[package] = None
     return out
-
-
-def write_record(results_dir: str, record: dict) -> None:
-    storage.write_text(json.dumps(record, indent=2) + "\n", storage.join(results_dir, SWEEP_JSON))
-
-
-def read_record(results_dir: str) -> dict:
-    path = storage.join(results_dir, SWEEP_JSON)
-    try:
-        return json.loads(storage.read_text(path))
-    except json.JSONDecodeError as err:
-        raise ResultsError(f"{path} is not valid JSON: {err}") from err
 
 
 def stored_config(record: dict, config: SweepConfig) -> SweepConfig:

@@ -2,9 +2,10 @@
 
 A Tune callback keeps every trial's epochs in memory, rewrites both tables while the sweep
 runs (when a trial finishes, else at most every 10 s, always after Ray's experiment snapshot;
-atomically, through vae_core.storage, so any pyarrow filesystem works) and once more at the
-end. Its state rides along in Ray's experiment snapshots, so a resumed sweep keeps the
-epochs of the trials that finished before the interruption.
+atomically, through results_folder.storage, so any pyarrow filesystem works) and once more
+at the end. Its state rides along in Ray's experiment snapshots, so a resumed sweep keeps
+the epochs of the trials that finished before the interruption. Column names and types are
+results_folder.schema's.
 """
 
 from __future__ import annotations
@@ -19,49 +20,10 @@ import pandas as pd
 from ray import tune
 
 from results_folder import storage
-from sweeps.trial import CHECKPOINT_FILE
+from results_folder.layout import CHECKPOINT_FILE, EPOCHS, TRIALS
+from results_folder.schema import EPOCH_COLUMNS, trial_columns, typed_frame
+from vae_core.train import EPOCH_METRICS
 
-STATUSES = ("completed", "early_stopped", "diverged", "error")
-# epochs.parquet: one row per trial per epoch; the contract's column order and types.
-EPOCH_COLUMNS = {
-    "trial_id": "string",
-    "epoch": "Int64",
-    "train_loss": "float64",
-    "val_loss": "float64",  # the mean with outlier images capped: what the sweep optimises
-    "val_mean": "float64",  # the plain mean
-    "val_recon": "float64",
-    "val_kl": "float64",
-    "val_median": "float64",
-    "val_p99": "float64",
-    "val_outliers": "Int64",  # images beyond the outlier fence (vae_core.evaluate)
-    "active_units": "Int64",
-    "epoch_seconds": "float64",
-    "images_per_second": "float64",
-    "diverged": "boolean",
-}
-TRIAL_COLUMNS_BEFORE = {"trial_id": "string", "status": "string"}  # then one per parameter
-TRIAL_COLUMNS_AFTER = {
-    "best_val_loss": "float64",
-    "last_val_loss": "float64",
-    "best_epoch": "Int64",
-    "epochs_run": "Int64",
-    "best_val_mean": "float64",
-    "best_val_recon": "float64",
-    "best_val_kl": "float64",
-    "best_val_outliers": "Int64",
-    "active_units": "Int64",
-    "wall_seconds": "float64",
-    "images_per_second": "float64",
-    "device": "string",
-    "precision": "string",
-    "node_id": "string",
-    "node_ip": "string",
-    "hostname": "string",
-    "checkpoint_path": "string",
-    "error": "string",
-}
-PARAM_DTYPES = {"int": "Int64", "float": "float64"}
-STRING = pd.StringDtype("python")
 WHERE_KEYS = ("device", "precision", "node_id", "node_ip", "hostname")
 
 
@@ -105,7 +67,7 @@ def record_result(logs: dict[str, TrialLog], trial, result: dict, params: list[s
     """Add one reported epoch to the trial's log (a re-run epoch replaces the old row)."""
     entry = trial_log(logs, trial, params)
     epoch = int(result["epoch"])
-    entry.epochs[epoch] = {k: result.get(k) for k in EPOCH_COLUMNS if k != "trial_id"}
+    entry.epochs[epoch] = {k: result.get(k) for k in EPOCH_METRICS}
     if result.get("checkpoint_dir_name"):
         entry.checkpoints[epoch] = result["checkpoint_dir_name"]
     entry.where = {k: result.get(k) for k in WHERE_KEYS}
@@ -119,20 +81,15 @@ def epochs_table(logs: dict[str, TrialLog]) -> pd.DataFrame:
         for t in logs.values()
         for _, row in sorted(t.epochs.items())
     ]
-    return _frame(rows, EPOCH_COLUMNS)
+    return typed_frame(rows, EPOCH_COLUMNS)
 
 
 def trials_table(
     logs: dict[str, TrialLog], param_types: dict[str, str], max_epochs: int
 ) -> pd.DataFrame:
     """One row per finished trial; running ones appear once they end."""
-    columns = {
-        **TRIAL_COLUMNS_BEFORE,
-        **{name: PARAM_DTYPES[kind] for name, kind in param_types.items()},
-        **TRIAL_COLUMNS_AFTER,
-    }
     rows = [trial_row(t, max_epochs) for t in logs.values() if t.finished]
-    return _frame(rows, columns)
+    return typed_frame(rows, trial_columns(param_types))
 
 
 def trial_row(t: TrialLog, max_epochs: int) -> dict:
@@ -173,17 +130,10 @@ def trial_row(t: TrialLog, max_epochs: int) -> dict:
 def write_tables(
     results_dir: str, logs: dict[str, TrialLog], param_types: dict[str, str], max_epochs: int
 ) -> None:
-    storage.write_parquet(epochs_table(logs), storage.join(results_dir, "epochs.parquet"))
+    storage.write_parquet(epochs_table(logs), storage.join(results_dir, EPOCHS))
     storage.write_parquet(
-        trials_table(logs, param_types, max_epochs), storage.join(results_dir, "trials.parquet")
+        trials_table(logs, param_types, max_epochs), storage.join(results_dir, TRIALS)
     )
-
-
-def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
-    # Explicit dtypes: an empty table or a column of nulls keeps its documented type. Python-
-    # backed strings become Arrow `string` (pandas' default string dtype writes large_string).
-    dtypes = {k: STRING if v == "string" else v for k, v in columns.items()}
-    return pd.DataFrame(rows, columns=list(columns)).astype(dtypes)
 
 
 def _finite(value) -> bool:

@@ -17,13 +17,12 @@ import ray
 from ray import tune
 
 from results_folder import load_checkpoint, save_checkpoint
+from results_folder.layout import CHECKPOINT_FILE
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits
 from vae_core.device import resolve_device, resolve_precision
 from vae_core.step import uses_cuda_graph
 from vae_core.train import train
-
-CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint_00000N/ directory
 
 
 def run_trial(config: dict, data: MnistSplits) -> None:

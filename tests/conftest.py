@@ -1,4 +1,5 @@
-"""Session fixtures: one local Ray on a loopback address, and one small finished sweep.
+"""Session fixtures: one local Ray on a loopback address, one small finished sweep and a
+writable copy of it.
 
 Ray starts only when a test asks for it (`ray_local`, or `small_sweep` through it), on
 127.0.0.2: Ray rewrites 127.0.0.1 to the machine's outward IP, so no test traffic may use it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -110,8 +112,7 @@ def small_sweep(ray_local, tmp_path_factory) -> Path:
     ASHA stopping some. Yields its results folder (trials.parquet, epochs.parquet,
     sweep.json, optuna.db and the trials' checkpoints). Read it; do not modify it."""
     from search_spaces import load_space
-    from sweeps.config import SweepConfig
-    from sweeps.tuner import run_sweep
+    from sweeps import SweepConfig, run_sweep
 
     root = tmp_path_factory.mktemp("small_sweep")
     space = load_space(tiny_space(root / "tiny.yaml"))
@@ -126,3 +127,11 @@ def small_sweep(ray_local, tmp_path_factory) -> Path:
     )
     assert not outcome.interrupted
     return Path(outcome.results_dir)
+
+
+@pytest.fixture
+def sweep_copy(small_sweep, tmp_path) -> Path:
+    """A writable copy of the small sweep without any analysis, for tests that change it."""
+    copy = tmp_path / "results"
+    shutil.copytree(small_sweep, copy, ignore=shutil.ignore_patterns("analysis"))
+    return copy

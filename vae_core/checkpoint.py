@@ -28,15 +28,18 @@ def check_state(state: object, where: str) -> dict:
     return state
 
 
-def check_architecture(state: dict, expected: dict, *, where: str, source: str) -> None:
+def check_architecture(
+    state: dict, expected: dict, *, source: str, where: str | None = None
+) -> None:
     """Refuse a checkpoint whose z_dim or fc_size differ from `expected`'s (what `source`,
-    e.g. "the config", asks for): its weights would not fit, or fit a different model."""
+    e.g. "the config", asks for): its weights would not fit, or fit a different model.
+    `where` names the checkpoint's file in the message, when it has one."""
     saved = state.get("config") if isinstance(state.get("config"), dict) else {}
     for key in ARCHITECTURE:
         if key in expected and saved.get(key) != expected[key]:
             raise CheckpointError(
-                f"checkpoint{where} has {key}={saved.get(key)!r} but {source} says "
-                f"{expected[key]!r}"
+                f"checkpoint{f' {where}' if where else ''} has {key}={saved.get(key)!r} but "
+                f"{source} says {expected[key]!r}"
             )
 
 

@@ -89,14 +89,7 @@ def train(
     splits = data if data is not None else load_mnist(config.data, config.data_root)
     splits = splits.limit_train(config.train_limit).to(device)
 
-    # The initial weights depend on the seed alone; fork_rng leaves the caller's RNG untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = ConvVAE(config.z_dim, config.fc_size)
-    model = model.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config.lr, capturable=graph)
-    shuffle = torch.Generator().manual_seed(config.seed)  # CPU: randperm's indices
-    noise = torch.Generator(device=device).manual_seed(config.seed)  # reparameterisation
+    model, optimizer, shuffle, noise = _fresh(config, device, graph)
     result = TrainResult(model=model, device=str(device), precision=precision)
     start = 0
     if checkpoint is not None:
@@ -108,29 +101,10 @@ def train(
     step = make_step(
         model, forward, optimizer, noise, splits.train_x, config.batch_size, precision, graph=graph
     )
-
-    n = len(splits.train_x)
     for epoch in range(start + 1, config.epochs + 1):
-        t0 = time.perf_counter()
-        train_loss = _train_epoch(step, n, config.batch_size, shuffle)
-        t1 = time.perf_counter()
-        diverged = training_diverged(train_loss, result.history)
-        val = None
-        if not diverged:
-            recalibrate_batchnorm(
-                model, splits.train_x, batch_size=config.batch_size, precision=precision
-            )
-            val = evaluate(model, splits.val_x, precision=precision)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            **_val_metrics(val),
-            "epoch_seconds": time.perf_counter() - t0,
-            "images_per_second": n / (t1 - t0),
-            "diverged": diverged,
-        }
+        metrics = _epoch(step, splits, config, precision, shuffle, epoch, result.history)
         result.history.append(metrics)
-        if diverged:
+        if metrics["diverged"]:
             result.diverged = True
             if report is not None:
                 report(metrics, None)
@@ -140,6 +114,42 @@ def train(
         if report is not None:
             report(metrics, result.state)
     return result
+
+
+def _fresh(config: TrainConfig, device: torch.device, graph: bool):
+    """The run's model, optimizer and random generators, before any checkpoint is restored."""
+    # The initial weights depend on the seed alone; fork_rng leaves the caller's RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = ConvVAE(config.z_dim, config.fc_size)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config.lr, capturable=graph)
+    shuffle = torch.Generator().manual_seed(config.seed)  # CPU: randperm's indices
+    noise = torch.Generator(device=device).manual_seed(config.seed)  # reparameterisation
+    return model, optimizer, shuffle, noise
+
+
+def _epoch(step, splits, config, precision, shuffle, epoch, history) -> dict:
+    """Train one epoch, then (unless training diverged) validate: the epoch's EPOCH_METRICS."""
+    n = len(splits.train_x)
+    t0 = time.perf_counter()
+    train_loss = _train_epoch(step, n, config.batch_size, shuffle)
+    t1 = time.perf_counter()
+    diverged = training_diverged(train_loss, history)
+    val = None
+    if not diverged:
+        recalibrate_batchnorm(
+            step.model, splits.train_x, batch_size=config.batch_size, precision=precision
+        )
+        val = evaluate(step.model, splits.val_x, precision=precision)
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        **_val_metrics(val),
+        "epoch_seconds": time.perf_counter() - t0,
+        "images_per_second": n / (t1 - t0),
+        "diverged": diverged,
+    }
 
 
 def training_diverged(train_loss: float, history: list[dict]) -> bool:
@@ -214,7 +224,7 @@ def _state(config, model, optimizer, shuffle, noise, epoch, history) -> dict:
 
 def _restore(state, config, model, optimizer, shuffle, noise) -> int:
     """Load a checkpoint state into the fresh objects; returns the epoch it ended."""
-    check_architecture(state, config.to_dict(), where="", source="the config")
+    check_architecture(state, config.to_dict(), source="the config")
     try:
         model.load_state_dict(state["model"])
         load_optimizer_state(optimizer, state["optimizer"])

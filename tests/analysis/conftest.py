@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,3 @@ def analyzed(small_sweep, tmp_path_factory) -> tuple[dict, Path]:
     return analyze_results(
         small_sweep, iwae_k=IWAE_K, tsne_points=TSNE_POINTS, out=out, progress=False
     ), out
-
-
-@pytest.fixture
-def sweep_copy(small_sweep, tmp_path) -> Path:
-    """A writable copy of the small sweep without any analysis, for tests that change it."""
-    copy = tmp_path / "results"
-    shutil.copytree(small_sweep, copy, ignore=shutil.ignore_patterns("analysis"))
-    return copy

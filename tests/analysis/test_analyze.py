@@ -7,7 +7,7 @@ import re
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from analysis.analyze import summary_lines
+from analysis import summary_lines
 from analysis.page import SECTIONS
 from tests.analysis.conftest import IWAE_K, TSNE_POINTS
 from tests.analysis.plotly_html import array, plotly_figures

@@ -6,14 +6,15 @@ import pandas as pd
 import pytest
 
 from analysis.best import choose_best, load_model
-from analysis.results import SweepResults, load_results
+from results_folder import SweepResults, load_results
+from results_folder.layout import EPOCHS, TRIALS
 from vae_core.errors import CheckpointError, ConfigError, ResultsError
 
 
 def results(rows: list[tuple], epochs: list[tuple] = ()) -> SweepResults:
     trials = pd.DataFrame(rows, columns=["trial_id", "status", "best_val_loss", "epochs_run"])
     epochs = pd.DataFrame(list(epochs), columns=["trial_id", "epoch", "val_loss", "val_recon"])
-    return SweepResults("/nowhere", trials, epochs, {})
+    return SweepResults("/nowhere", trials, epochs, {}, ())
 
 
 def test_best_is_the_independent_argmin_of_trials_parquet(small_sweep):
@@ -25,17 +26,17 @@ def test_best_is_the_independent_argmin_of_trials_parquet(small_sweep):
     assert choose_best(load_results(small_sweep))["trial_id"] == expected
 
 
-def test_only_searched_columns_count_as_hyperparameters(small_sweep):
+def test_only_searched_columns_count_as_hyperparameters(small_sweep, sweep_copy):
     # trials.parquet also holds best_val_mean, best_val_outliers (issue 9): metrics, not params.
     r = load_results(small_sweep)
     assert {"best_val_mean", "best_val_outliers"} <= set(r.trials.columns)
-    assert r.params == ["z_dim", "fc_size", "lr"]
-    older = SweepResults(
-        r.root,
-        r.trials.drop(columns=["best_val_mean", "best_val_outliers"]),
-        r.epochs[["trial_id", "epoch", "val_loss", "val_recon", "val_kl"]],
-        {},
+    assert list(r.params) == ["z_dim", "fc_size", "lr"]
+    # The same sweep as written before issue 9, without those columns.
+    r.trials.drop(columns=["best_val_mean", "best_val_outliers"]).to_parquet(sweep_copy / TRIALS)
+    r.epochs[["trial_id", "epoch", "val_loss", "val_recon", "val_kl"]].to_parquet(
+        sweep_copy / EPOCHS
     )
+    older = load_results(sweep_copy)
     assert older.params == r.params  # a sweep from before issue 9 reads the same
     assert choose_best(older)["trial_id"] == choose_best(r)["trial_id"]
     assert choose_best(r, "val_median")["trial_id"] in set(r.finished()["trial_id"])

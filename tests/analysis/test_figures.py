@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures import image_grid, loss_curves, parallel_coordinates, robust_range
+from analysis.figures import loss_curves, parallel_coordinates
+from analysis.image_grid import image_grid
+from analysis.scales import robust_range
 
 # Five sound trials whose validation loss falls from ~200 to ~100 nats over 4 epochs, one
 # completed trial whose third epoch reached 1e31, one diverged trial whose loss went to

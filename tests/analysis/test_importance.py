@@ -4,7 +4,7 @@ import pytest
 
 from analysis.best import trial_scores
 from analysis.importance import param_importances
-from analysis.results import load_results
+from results_folder import load_results
 
 
 def importances(folder, metric="val_loss"):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from analysis import analyze as analyze_module
-from analysis.analyze import OUTLIERS_LISTED, outlier_numbers, outlier_text, summary_lines
+from analysis.summary import outlier_text, summary_lines
+from analysis.testset import OUTLIERS_LISTED, outlier_numbers
 from tests.analysis.plotly_html import plotly_figures
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.evaluate import summarize

@@ -7,8 +7,7 @@ import json
 import pandas as pd
 
 from search_spaces import load_space
-from sweeps.config import SweepConfig
-from sweeps.tuner import run_sweep
+from sweeps import SweepConfig, run_sweep
 
 
 def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path):

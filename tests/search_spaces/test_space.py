@@ -10,8 +10,8 @@ import pytest
 
 from search_spaces import load_space, parse_space, shipped_spaces
 from search_spaces.space import SHIPPED_DIR
-from sweeps import cli
 from vae_core.errors import ConfigError
+from vae_sweep import cli
 
 SHIPPED = sorted(SHIPPED_DIR.rglob("*.yaml"))
 POST = {"z_dim": 10, "fc_size": 400, "lr": 1e-3}

@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 
 from search_spaces import load_space
-from sweeps.config import SweepConfig
+from sweeps import SweepConfig, run_sweep
 from sweeps.searcher import DIVERGED_VALUE
-from sweeps.tuner import run_sweep
 
 SAMPLES = 4
 

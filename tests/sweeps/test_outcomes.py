@@ -9,7 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeps.progress import Progress
-from sweeps.results import EPOCH_COLUMNS, TrialLog, epochs_table, trials_table
+from results_folder.schema import EPOCH_COLUMNS
+from sweeps.results import TrialLog, epochs_table, trials_table
 from sweeps.searcher import DIVERGED_VALUE, optuna_outcome
 
 TYPES = {"z_dim": "int", "lr": "float"}

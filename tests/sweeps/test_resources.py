@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps import cli
 from sweeps.config import SweepConfig
-from sweeps.tuner import _slots, fixed_config, make_trainable, max_concurrent
+from sweeps.resources import max_concurrent, trial_slots
+from sweeps.tuner import fixed_config, make_trainable
 from vae_core.errors import ConfigError
+from vae_sweep import cli, run
 
 
 def config_from(*argv: str) -> SweepConfig:
-    return cli.sweep_config(cli.build_parser().parse_args(["run", *argv]))
+    return run.sweep_config(cli.build_parser().parse_args(["run", *argv]))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_options_become_trial_resources(
         "CPU": cpus,
         **({"GPU": gpus} if gpus else {}),
     }
-    assert _slots(config, {"CPU": 16.0, "GPU": float(gpus_in_cluster)}) == slots
+    assert trial_slots(config, {"CPU": 16.0, "GPU": float(gpus_in_cluster)}) == slots
     fixed = fixed_config(config, data)
     assert fixed["device"] == ("cuda" if gpus else "cpu")
     assert fixed["threads"] == int(cpus)
@@ -51,7 +52,7 @@ def test_options_become_trial_resources(
 def test_a_trial_larger_than_the_local_ray_is_refused():
     config = config_from("--cpus-per-trial", "4").resolved(cluster_gpus=0)
     with pytest.raises(ConfigError, match="needs 4 CPUs"):
-        _slots(config, {"CPU": 2.0})
+        trial_slots(config, {"CPU": 2.0})
 
 
 @pytest.mark.parametrize(
@@ -115,6 +116,6 @@ def test_tensorboard_is_off_unless_asked_and_a_resume_keeps_the_sweep_s_own():
 
 
 def test_the_dashboard_command_names_the_study_database():
-    from sweeps.tuner import watch_command
+    from sweeps.optuna_study import watch_command
 
     assert watch_command("sqlite:////r/x/optuna.db") == "optuna-dashboard sqlite:////r/x/optuna.db"

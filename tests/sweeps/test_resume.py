@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from sweeps import cli
+from vae_sweep import cli
 
 SAMPLES = 5
 

@@ -92,12 +92,27 @@ def test_a_huge_learning_rate_is_reported_as_diverged_without_a_checkpoint(sampl
     assert metrics["diverged"] and state is None
     assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 1e4
     assert math.isnan(metrics["val_loss"])  # a diverged epoch is not evaluated
+    # It blows up in its first epoch: nothing at all was handed out to be saved.
+    assert len(reports) == 1 and result.state is None
+
+
+def test_a_run_that_diverges_later_hands_out_only_finite_states(sample):
+    # One sound epoch, then the saved optimizer's learning rate raised to 10: the resumed run
+    # diverges in its first epoch, after one state was handed out.
+    _, reports = run(sample, epochs=1, precision="fp32")
+    sound = reports[-1][1]
+    sound["optimizer"]["param_groups"][0]["lr"] = 10.0
+    config = TrainConfig(**{**TINY, "epochs": 3, "precision": "fp32"})
+    result = train(config, lambda m, s: reports.append((m, s)), sound, data=sample)
+    assert result.diverged and [m["epoch"] for m, _ in reports] == [1, 2]
+    assert reports[-1][0]["diverged"] and reports[-1][1] is None
     assert all(math.isfinite(m["val_loss"]) for m, _ in reports[:-1])
     # Whatever was handed out to be saved before the divergence is finite.
     for _, saved in reports[:-1]:
         assert all(
             torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point()
         )
+    assert result.state is sound  # the last finite state is the one it resumed from
 
 
 def test_bf16_stays_within_one_percent_of_fp32_after_five_epochs(sample):

@@ -1,0 +1,163 @@
+"""run_sweep: check everything that can be checked before touching the results folder, start
+or join Ray, run (or resume) the Tuner and return the outcome read back from trials.parquet."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from results_folder import best_trial, read_sweep_json, storage, write_sweep_json
+from results_folder.layout import SWEEP_JSON, TRIALS
+from sweeps.config import SweepConfig
+from sweeps.local_ray import ray_session
+from sweeps.optuna_study import OptunaDb, search_settings, watch_command
+from sweeps.quiet import quiet_ray_and_optuna
+from sweeps.record import now, stored_config, sweep_record
+from sweeps.resources import check_storage_is_shared, max_concurrent
+from sweeps.tuner import build_tuner, scheduler_settings
+from vae_core.data import MnistSplits, load_mnist
+from vae_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    results_dir: str
+    trials: pd.DataFrame  # trials.parquet as written at the end
+    samples: int  # trials asked for; fewer finished rows mean the sweep was interrupted
+    params: tuple[str, ...]  # the searched hyperparameters, in the space's order
+
+    @property
+    def interrupted(self) -> bool:
+        return len(self.trials) < self.samples
+
+    def best(self) -> pd.Series | None:
+        """The best trial's row (results_folder.best_trial: the rule the analysis applies too,
+        so the summary names the trial the analysis then evaluates), or None."""
+        return best_trial(self.trials)
+
+
+def run_sweep(config: SweepConfig) -> SweepOutcome:
+    """Run the sweep `config` describes, or continue it when `config.resume` is set.
+
+    On resume the sweep's own settings (space, samples, epochs, resources, data, seed) come
+    from its sweep.json; only where it runs (storage, address, node_ip) comes from `config`.
+
+    Raises:
+        ConfigError: the results folder exists without `resume` (or is missing with it), or
+            the resources cannot run a trial.
+        DataError: the data cannot be loaded.
+    """
+    quiet_ray_and_optuna()
+    config = replace(config, storage=storage_root(config.storage))
+    results_dir = storage.join(config.storage, config.name)
+    record = _stored_record(results_dir, config)
+    if record is not None:
+        config = stored_config(record, config)
+    data = load_mnist(config.data, config.data_root)
+    with ray_session(config.address, config.node_ip) as cluster:
+        config = _resolve_on(cluster, config)
+        slots = max_concurrent(config, cluster)
+        data = data.limit_train(config.space.fixed.get("train_limit"))
+        record = _started(record, config, data, slots, cluster)
+        write_sweep_json(results_dir, record)
+        _log_start(config, data, slots, results_dir)
+        _fit(config, data, results_dir, slots)
+    return _finish(config, results_dir, record)
+
+
+def storage_root(path: str) -> str:
+    """A URI as it is; a local path made absolute (Ray needs it so)."""
+    return path if storage.is_uri(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def _stored_record(results_dir: str, config: SweepConfig) -> dict | None:
+    """The stored sweep.json when resuming; an error when the folder's state contradicts."""
+    exists = storage.exists(results_dir)
+    if exists and not config.resume:
+        raise ConfigError(
+            f"{results_dir} already exists: pass --resume to continue that "
+            f"sweep, or choose another --name"
+        )
+    if not config.resume:
+        return None
+    if not exists or not storage.exists(storage.join(results_dir, SWEEP_JSON)):
+        raise ConfigError(f"nothing to resume: {results_dir} holds no sweep (no sweep.json)")
+    record = read_sweep_json(results_dir)
+    if record["storage"] != config.storage:
+        # Ray's saved state (its callbacks, the Optuna storage URL) names the old place.
+        raise ConfigError(
+            f"sweep {config.name} was started under {record['storage']}; "
+            f"resume it there (--storage {record['storage']})"
+        )
+    return record
+
+
+def _resolve_on(cluster: dict, config: SweepConfig) -> SweepConfig:
+    """`config` with every None filled from what Ray has, checked against it."""
+    if config.address is not None and config.gpus_per_trial is None and not cluster.get("GPU"):
+        log.info(
+            "no GPU in the cluster now: CPU trials; pass --gpus-per-trial (e.g. 0.25) "
+            "for trials on GPU workers that the autoscaler adds"
+        )
+    config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
+    check_storage_is_shared(config)
+    return config
+
+
+def _started(
+    record: dict | None, config: SweepConfig, data: MnistSplits, slots: int | None, cluster: dict
+) -> dict:
+    """A new sweep's record, or a resumed one's with this start added."""
+    if record is not None:
+        record["resumes"].append({"command": list(config.command), "at": now()})
+        return record
+    return sweep_record(
+        config,
+        data,
+        search=search_settings(config, slots),
+        scheduler=scheduler_settings(config),
+        cluster={k: cluster.get(k, 0.0) for k in ("CPU", "GPU")},
+    )
+
+
+def _log_start(config: SweepConfig, data: MnistSplits, slots: int | None, results_dir: str) -> None:
+    log.info(
+        "sweep %s: %d trials, %s at a time, up to %d epochs each; space %s; "
+        "data %s (%d training images); results in %s",
+        config.name,
+        config.samples,
+        slots or "as many as the cluster's nodes hold",
+        config.epochs,
+        config.space.name,
+        data.source,
+        len(data.train_x),
+        results_dir,
+    )
+
+
+def _fit(config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None) -> None:
+    """Run the Tuner; the study's database reaches the results folder even if it fails."""
+    db = OptunaDb(results_dir)
+    log.info("watch it: %s", watch_command(db.url))
+    if config.tensorboard:
+        log.info("watch it: tensorboard --logdir %s", results_dir)
+    tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url)
+    try:
+        tuner.fit()
+    finally:
+        db.upload()
+
+
+def _finish(config: SweepConfig, results_dir: str, record: dict) -> SweepOutcome:
+    """The outcome from trials.parquet; a sweep that ran all its trials is marked finished."""
+    trials = storage.read_parquet(storage.join(results_dir, TRIALS))
+    outcome = SweepOutcome(results_dir, trials, config.samples, config.space.param_names)
+    if not outcome.interrupted:  # an interrupted sweep is not finished: --resume ends it
+        record["finished_at"] = now()
+        write_sweep_json(results_dir, record)
+    return outcome
