@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.progress import Progress
 from results_folder.schema import EPOCH_COLUMNS
+from sweeps.progress import Progress
 from sweeps.results import TrialLog, epochs_table, trials_table
 from sweeps.searcher import DIVERGED_VALUE, optuna_outcome
 
