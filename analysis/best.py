@@ -75,7 +75,7 @@ def load_model(results: SweepResults, trial: pd.Series) -> tuple[ConvVAE, dict, 
     path = storage.resolve_path(results.root, rel)
     state = load_checkpoint(path)
     searched = {key: int(trial[key]) for key in ARCHITECTURE if key in trial}
-    check_architecture(state, searched, source=f"{TRIALS} (for that trial)", where=path)
+    check_architecture(state, searched, source=TRIALS, where=path)
     model = model_from_checkpoint(state, where=path)
     # channels_last: the layout the trainer used; measured 1.9x faster decoding on a CPU.
     model = model.to(memory_format=torch.channels_last).eval()
