@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -16,9 +15,7 @@ from vae_core.errors import CheckpointError, one_line
 def save_checkpoint(state: dict, path: str | os.PathLike) -> str | Path:
     """Write `state` to `path` (a local path or a URI) so that a crash never leaves half a
     file. Returns the path (a Path when local)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    storage.write_bytes(path, lambda out: out.write(buffer.getbuffer()))
+    storage.write_bytes(path, lambda out: torch.save(state, out))
     return path if storage.is_uri(path) else Path(path)
 
 
