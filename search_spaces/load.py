@@ -25,7 +25,7 @@ from search_spaces.space import (
     Param,
     SearchSpace,
 )
-from vae_core.config import PRECISIONS
+from vae_core.config import CHOICES
 from vae_core.errors import ConfigError, one_line
 
 
@@ -216,9 +216,10 @@ def _fixed(raw: Any, params: tuple[Param, ...], problems: list[str]) -> dict:
             continue
         key = f"fixed.{name}"
         kind = FIXED[name]
-        if name == "precision":
-            if value not in PRECISIONS:
-                problems.append(f"{key}: must be one of {', '.join(PRECISIONS)}, but got {value!r}")
+        if name in CHOICES:
+            if value not in CHOICES[name]:
+                allowed = ", ".join(CHOICES[name])
+                problems.append(f"{key}: must be one of {allowed}, but got {value!r}")
         elif kind == "bool":
             if not isinstance(value, bool):
                 problems.append(f"{key}: must be true or false, but got {value!r}")

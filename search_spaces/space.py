@@ -14,7 +14,14 @@ SHIPPED_DIR = Path(__file__).parent
 PARAM_TYPES = ("int", "float", "choice")
 # What a trial's TrainConfig may take from a space, and the value type each needs.
 SEARCHABLE = {"z_dim": "int", "fc_size": "int", "lr": "float", "batch_size": "int"}
-FIXED = {**SEARCHABLE, "epochs": "int", "train_limit": "int", "precision": "str", "compile": "bool"}
+FIXED = {
+    **SEARCHABLE,
+    "lr_schedule": "str",
+    "epochs": "int",
+    "train_limit": "int",
+    "precision": "str",
+    "compile": "bool",
+}
 TOP_LEVEL = ("description", "samples", "params", "fixed", "asha")
 PARAM_KEYS = {
     "int": ("type", "low", "high", "log"),

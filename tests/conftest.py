@@ -29,7 +29,7 @@ params:
   z_dim: {{type: int, low: 2, high: 16, log: true}}
   fc_size: {{type: int, low: 32, high: 400}}
   lr: {{type: float, low: {lr_low}, high: {lr_high}, log: true}}
-fixed: {{epochs: {epochs}, train_limit: {train_limit}, batch_size: 64}}
+fixed: {{epochs: {epochs}, train_limit: {train_limit}, batch_size: 64, lr_schedule: {lr_schedule}}}
 asha: {{grace_period: 1, reduction_factor: 3}}
 """
 
@@ -42,6 +42,7 @@ def tiny_space(
     train_limit: int = 300,
     lr_low: float = 3e-4,
     lr_high: float = 3e-2,
+    lr_schedule: str = "constant",
 ) -> Path:
     """Write a test search space to `path` and return it."""
     path.write_text(
@@ -51,6 +52,7 @@ def tiny_space(
             train_limit=train_limit,
             lr_low=repr(lr_low),
             lr_high=repr(lr_high),
+            lr_schedule=lr_schedule,
         )
     )
     return path
@@ -109,13 +111,14 @@ def ray_local():
 @pytest.fixture(scope="session")
 def small_sweep(ray_local, tmp_path_factory) -> Path:
     """A finished sweep: 6 trials x up to 3 epochs on 300 training images of the 5k sample,
-    ASHA stopping some. Yields its results folder (trials.parquet, epochs.parquet,
-    sweep.json, optuna.db and the trials' checkpoints). Read it; do not modify it."""
+    with cosine learning-rate schedules, ASHA stopping some. Yields its results folder
+    (trials.parquet, epochs.parquet, sweep.json, optuna.db and the trials' checkpoints).
+    Read it; do not modify it."""
     from search_spaces import load_space
     from sweeps import SweepConfig, run_sweep
 
     root = tmp_path_factory.mktemp("small_sweep")
-    space = load_space(tiny_space(root / "tiny.yaml"))
+    space = load_space(tiny_space(root / "tiny.yaml", lr_schedule="cosine"))
     outcome = run_sweep(
         SweepConfig(
             name="small",

@@ -10,6 +10,14 @@ from vae_core.errors import ConfigError
 DATA_SOURCES = ("auto", "mnist", "mnist-5k")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine")  # vae_core.schedule says what each does
+# The settings that take one of a few names, and those names.
+CHOICES = {
+    "data": DATA_SOURCES,
+    "device": DEVICES,
+    "precision": PRECISIONS,
+    "lr_schedule": LR_SCHEDULES,
+}
 
 
 @dataclass(frozen=True)
@@ -17,6 +25,7 @@ class TrainConfig:
     z_dim: int = 10  # the post's latent size
     fc_size: int = 400  # the post's hidden layer size
     lr: float = 1e-3  # Adam's usual default, and the post's
+    lr_schedule: str = "constant"  # the post's; "cosine" anneals lr to 0 over the run's steps
     batch_size: int = 128  # the post's batch size
     epochs: int = 10  # enough for the post's model to settle on full MNIST
     seed: int = 0  # initialisation, shuffling and sampling noise
@@ -65,7 +74,7 @@ def _problems(c: TrainConfig) -> list[str]:
         or not (math.isfinite(c.lr) and c.lr > 0)
     ):
         out.append(f"lr must be a positive finite number, but got {c.lr!r}")
-    for name, allowed in (("data", DATA_SOURCES), ("device", DEVICES), ("precision", PRECISIONS)):
+    for name, allowed in CHOICES.items():
         value = getattr(c, name)
         if value not in allowed:
             out.append(f"{name} must be one of {', '.join(allowed)}, but got {value!r}")

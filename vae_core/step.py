@@ -33,12 +33,27 @@ def uses_cuda_graph(device: torch.device, cuda_graph: bool, compile_: bool) -> b
 
 def make_optimizer(model: torch.nn.Module, lr: float, *, capturable: bool) -> torch.optim.Adam:
     # capturable=True keeps Adam's step counter on the GPU, so step() reads nothing back to the
-    # host and can be captured; off elsewhere, where it would only cost time.
+    # host and can be captured; off elsewhere, where it would only cost time. A captured graph
+    # would bake a float lr into its kernels, so there the rate is a device tensor, read at
+    # every replay and changed in place by a schedule (vae_core.schedule.set_lr).
+    if capturable:
+        lr = torch.tensor(float(lr), device=next(model.parameters()).device)
     return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
 
 
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """optimizer.state_dict() with plain-float rates, so that a checkpoint resumes on either
+    path: a CPU Adam refuses the tensor rate of graph capture's (load_optimizer_state)."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:  # new dicts: the optimizer's own groups stay as they are
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = group["lr"].item()
+    return state
+
+
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """optimizer.load_state_dict, keeping this optimizer's own capturable/foreach/fused flags.
+    """optimizer.load_state_dict, keeping this optimizer's own capturable/foreach/fused flags
+    and the kind of its rate (a float, or graph capture's device tensor, filled in place).
 
     load_state_dict copies the saved param groups' flags too, so a CPU checkpoint would turn
     graph capture's Adam non-capturable (and a GPU one would make a CPU Adam capturable, which
@@ -46,11 +61,17 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     device for capturable/fused Adam, on the CPU otherwise.
     """
     own = [
-        {k: group[k] for k in ("capturable", "foreach", "fused") if k in group}
+        {k: group[k] for k in ("capturable", "foreach", "fused", "lr") if k in group}
         for group in optimizer.param_groups
     ]
     optimizer.load_state_dict(state)
     for group, flags in zip(optimizer.param_groups, own, strict=True):
+        rate = flags.pop("lr")
+        if isinstance(rate, torch.Tensor):  # keep our own tensor: a graph may read it later
+            rate.fill_(float(group["lr"]))
+            group["lr"] = rate
+        else:
+            group["lr"] = float(group["lr"])
         group.update(flags)
         on_device = flags.get("capturable", False) or flags.get("fused", False)
         for p in group["params"]:

@@ -20,7 +20,14 @@ from vae_core.device import configure_backends, resolve_device, resolve_precisio
 from vae_core.errors import CheckpointError
 from vae_core.evaluate import Evaluation, evaluate, recalibrate_batchnorm
 from vae_core.model import ConvVAE
-from vae_core.step import load_optimizer_state, make_optimizer, make_step, uses_cuda_graph
+from vae_core.schedule import LrSchedule, set_lr
+from vae_core.step import (
+    load_optimizer_state,
+    make_optimizer,
+    make_step,
+    optimizer_state,
+    uses_cuda_graph,
+)
 
 Report = Callable[[dict, "dict | None"], None]
 DIVERGENCE_CHECK_EVERY = 50  # steps between the (host-syncing) finiteness checks
@@ -101,8 +108,10 @@ def train(
     step = make_step(
         model, forward, optimizer, noise, splits.train_x, config.batch_size, precision, graph=graph
     )
+    steps = steps_per_epoch(len(splits.train_x), config.batch_size)
+    schedule = LrSchedule(config.lr_schedule, config.lr, total_steps=config.epochs * steps)
     for epoch in range(start + 1, config.epochs + 1):
-        metrics = _epoch(step, splits, config, precision, shuffle, epoch, result.history)
+        metrics = _epoch(step, splits, config, precision, shuffle, schedule, epoch, result.history)
         result.history.append(metrics)
         if metrics["diverged"]:
             result.diverged = True
@@ -129,11 +138,11 @@ def _fresh(config: TrainConfig, device: torch.device, graph: bool):
     return model, optimizer, shuffle, noise
 
 
-def _epoch(step, splits, config, precision, shuffle, epoch, history) -> dict:
+def _epoch(step, splits, config, precision, shuffle, schedule, epoch, history) -> dict:
     """Train one epoch, then (unless training diverged) validate: the epoch's EPOCH_METRICS."""
     n = len(splits.train_x)
     t0 = time.perf_counter()
-    train_loss = _train_epoch(step, n, config.batch_size, shuffle)
+    train_loss = _train_epoch(step, n, config.batch_size, shuffle, schedule, epoch)
     t1 = time.perf_counter()
     diverged = training_diverged(train_loss, history)
     val = None
@@ -181,17 +190,24 @@ def _val_metrics(val: Evaluation | None) -> dict:
     }
 
 
-def _train_epoch(step, n, batch_size, shuffle):
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps in an epoch of n images: the full batches, and a short last one unless
+    it is a single image (BatchNorm cannot normalise a batch of one in training mode)."""
+    return n // batch_size + (n % batch_size >= 2)
+
+
+def _train_epoch(step, n, batch_size, shuffle, schedule=None, epoch=1):
     """One pass over the n training images in a random order: full batches and the short last
-    one (vae_core.step says how each runs). Returns the mean loss per image, NaN if it was not
-    finite."""
+    one (vae_core.step says how each runs), each at the rate `schedule` (None: the optimizer's
+    own) gives its step. Returns the mean loss per image, NaN if it was not finite."""
     step.model.train()
     perm = torch.randperm(n, generator=shuffle).to(step.images.device)
     step.loss_sum.zero_()
-    for i, begin in enumerate(range(0, n, batch_size)):
-        idx = perm[begin : begin + batch_size]
-        if len(idx) < 2:  # BatchNorm cannot normalise a batch of one in training mode
-            continue
+    first = (epoch - 1) * steps_per_epoch(n, batch_size)
+    for i in range(steps_per_epoch(n, batch_size)):
+        idx = perm[i * batch_size : (i + 1) * batch_size]
+        if schedule is not None and not schedule.constant:  # else the rate is already set
+            set_lr(step.optimizer, schedule(first + i))
         step(idx)
         if i % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(step.loss_sum).item():
             return math.nan
@@ -216,7 +232,7 @@ def _state(config, model, optimizer, shuffle, noise, epoch, history) -> dict:
         "config": config.to_dict(),
         "epoch": epoch,
         "model": _cpu(model.state_dict()),
-        "optimizer": _cpu(optimizer.state_dict()),
+        "optimizer": _cpu(optimizer_state(optimizer)),
         "rng": {"shuffle": shuffle.get_state(), "noise": noise.get_state()},
         "history": [dict(m) for m in history],
     }

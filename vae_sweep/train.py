@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import typing
 
-from vae_core.config import DATA_SOURCES, DEVICES, PRECISIONS, TrainConfig
+from vae_core.config import CHOICES, TrainConfig
 from vae_sweep.options import DATA_HELP, DATA_ROOT_HELP, one_of
 
 # One per TrainConfig field: a new field without a help text fails every `vae-sweep` call.
@@ -18,6 +18,8 @@ HELP = {
     "z_dim": "latent size (default: %(default)s, the post's)",
     "fc_size": "hidden layer size (default: %(default)s)",
     "lr": "Adam learning rate (default: %(default)s)",
+    "lr_schedule": "constant, or cosine: annealed from --lr to 0 over the run's steps "
+    "(default: %(default)s)",
     "batch_size": "training batch size (default: %(default)s)",
     "epochs": "epochs to train (default: %(default)s)",
     "seed": "initialisation, shuffling and sampling noise (default: %(default)s)",
@@ -31,7 +33,6 @@ HELP = {
     "(default: %(default)s)",
     "threads": "torch CPU threads (default: torch's own choice)",
 }
-CHOICES = {"data": DATA_SOURCES, "device": DEVICES, "precision": PRECISIONS}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

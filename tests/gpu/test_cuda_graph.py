@@ -8,6 +8,7 @@ import torch
 from results_folder import load_checkpoint, save_checkpoint
 from vae_core import TrainConfig, train
 from vae_core.model import ConvVAE
+from vae_core.schedule import LrSchedule, set_lr
 from vae_core.step import GraphStep, make_optimizer, make_step
 
 # 1,000 images at batch 128: 7 full batches (replayed) and a short one of 104 (eager).
@@ -60,14 +61,16 @@ def test_graph_and_eager_steps_reach_the_same_validation_loss(sample):
     assert abs(graph - eager) / eager < 0.02, (graph, eager)
 
 
-def test_resume_on_the_graph_path_is_exact(sample, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resume_on_the_graph_path_is_exact(sample, tmp_path, monkeypatch, lr_schedule):
     # Deterministic cuDNN kernels (both runs share this process's autotuning cache), so any
     # difference left comes from the resume itself.
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     reports = []
-    full = train(TrainConfig(**SMALL, epochs=2), lambda m, s: reports.append((m, s)), data=sample)
+    config = TrainConfig(**SMALL, epochs=2, lr_schedule=lr_schedule)
+    full = train(config, lambda m, s: reports.append((m, s)), data=sample)
     path = save_checkpoint(reports[0][1], tmp_path / "epoch1.pt")
-    resumed = train(TrainConfig(**SMALL, epochs=2), checkpoint=load_checkpoint(path), data=sample)
+    resumed = train(config, checkpoint=load_checkpoint(path), data=sample)
     assert [comparable(m) for m in resumed.history] == [comparable(m) for m in full.history]
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -79,3 +82,35 @@ def test_a_cpu_checkpoint_resumes_on_the_graph_path(sample):
     resumed = train(TrainConfig(**SMALL, epochs=2), checkpoint=state, data=sample)
     assert [m["epoch"] for m in resumed.history] == [1, 2]
     assert math.isfinite(resumed.history[-1]["val_loss"])
+
+
+def test_replays_read_the_rate_set_after_capture(sample):
+    """A captured graph must see a schedule's new rate: at rate 0, Adam leaves the weights."""
+    torch.manual_seed(0)
+    model = ConvVAE(8, 64).cuda().to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, 1e-3, capturable=True)
+    noise = torch.Generator(device="cuda").manual_seed(0)
+    step = make_step(
+        model, model, optimizer, noise, sample.train_x[:512].cuda(), 128, "fp32", graph=True
+    )
+    batch = torch.arange(128, device="cuda")
+    step(batch)  # one step at 1e-3 gives Adam moments
+    before = model.fc_mu.weight.clone()
+    set_lr(optimizer, 0.0)
+    step(batch)
+    assert torch.equal(model.fc_mu.weight, before)
+    set_lr(optimizer, 1e-3)
+    step(batch)
+    assert not torch.equal(model.fc_mu.weight, before)
+
+
+def test_a_cosine_schedule_on_the_graph_path_matches_the_eager_one(sample):
+    config = dict(SMALL, train_limit=None, epochs=3, lr=2e-3, lr_schedule="cosine")
+    graph = train(TrainConfig(**config, cuda_graph=True), data=sample)
+    eager = train(TrainConfig(**config, cuda_graph=False), data=sample)
+    total = 3 * math.ceil(len(sample.train_x) / 128)
+    last = LrSchedule("cosine", 2e-3, total_steps=total)(total - 1)
+    for result in (graph, eager):
+        assert result.state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(last, rel=1e-5)
+    a, b = graph.history[-1]["val_loss"], eager.history[-1]["val_loss"]
+    assert abs(a - b) / b < 0.02, (a, b)

@@ -72,6 +72,16 @@ BAD = [
         ["fixed.epochs", "fixed.precision"],
     ),
     (
+        "bad_schedule",
+        GOOD.replace("epochs: 3", "epochs: 3, lr_schedule: linear"),
+        ["fixed.lr_schedule", "must be one of constant, cosine, but got 'linear'"],
+    ),
+    (
+        "searched_schedule",
+        GOOD.replace("params:\n", "params:\n  lr_schedule: {type: choice, values: [cosine]}\n"),
+        ["params.lr_schedule", "unknown parameter"],
+    ),
+    (
         "searched_and_fixed",
         GOOD.replace("epochs: 3", "epochs: 3, z_dim: 8"),
         ["fixed.z_dim", "either searched or fixed"],
@@ -117,6 +127,7 @@ def test_default_space_is_the_issues():
         True,
     )
     assert {"batch_size", "epochs", "precision"} <= set(space.fixed)
+    assert space.fixed["lr_schedule"] == "cosine"  # measured better at its 20 epochs
 
 
 def test_a_good_file_loads_with_its_types(tmp_path):
@@ -129,6 +140,12 @@ def test_a_good_file_loads_with_its_types(tmp_path):
     assert space.params[2].values == (64, 128)
     assert space.contains({"z_dim": 10, "lr": 1e-3, "batch_size": 128})
     assert not space.contains({"z_dim": 10, "lr": 1e-3, "batch_size": 32})
+
+
+def test_a_fixed_learning_rate_schedule_loads(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD.replace("epochs: 3", "epochs: 3, lr_schedule: cosine"))
+    assert load_space(path).fixed == {"epochs": 3, "lr_schedule": "cosine", "precision": "auto"}
 
 
 @pytest.mark.parametrize(("name", "text", "expected"), BAD, ids=[b[0] for b in BAD])

@@ -170,6 +170,7 @@ def test_best_checkpoints_exist_and_hold_their_epoch(small_sweep, tables):
         path = small_sweep / row.checkpoint_path
         state = load_checkpoint(path)
         assert state["epoch"] == row.best_epoch
+        assert state["config"]["lr_schedule"] == "cosine"  # the space's fixed setting
         assert {k: state["config"][k] for k in PARAMS} == pytest.approx(
             {k: getattr(row, k) for k in PARAMS}
         )
@@ -200,6 +201,7 @@ def test_sweep_json_records_how_the_results_were_made(small_sweep):
     assert record["name"] == "small" and record["metric"] == "val_loss"
     assert record["finished_at"] >= record["started_at"]
     assert set(record["space"]["params"]) == set(PARAMS)
+    assert record["space"]["fixed"]["lr_schedule"] == "cosine"
     assert record["search"]["points_to_evaluate"] == [{k: POST_CONFIG[k] for k in PARAMS}]
     assert record["search"]["seed"] == 0 and record["search"]["constant_liar"] is True
     assert record["scheduler"] == {

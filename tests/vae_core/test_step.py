@@ -12,15 +12,17 @@ from vae_core.device import CUDA_STEP_MS, faster_precision, resolve_precision
 from vae_core.evaluate import autocast, to_float
 from vae_core.loss import negative_elbo
 from vae_core.model import ConvVAE
+from vae_core.schedule import set_lr
 from vae_core.step import (
     EagerStep,
     load_optimizer_state,
     make_optimizer,
     make_step,
+    optimizer_state,
     rewound,
     uses_cuda_graph,
 )
-from vae_core.train import _train_epoch
+from vae_core.train import _train_epoch, steps_per_epoch
 
 CPU = torch.device("cpu")
 
@@ -94,6 +96,7 @@ def test_every_batch_of_two_or_more_trains_and_a_batch_of_one_is_skipped(sample,
     loss = _train_epoch(step, n, 64, torch.Generator().manual_seed(0))
     assert math.isfinite(loss) and loss > 0
     assert optimizer.state[next(model.parameters())]["step"].item() == steps
+    assert steps_per_epoch(n, 64) == steps  # what the learning-rate schedule counts
 
 
 def test_a_non_finite_epoch_is_nan(sample):
@@ -149,6 +152,34 @@ def test_optimizer_state_keeps_the_loading_optimizers_flags(sample):
     assert ours.state[first]["step"].item() == 1
     eager(model, ours, noise, sample.train_x[:64])(torch.arange(64))  # steps on the CPU
     assert ours.state[first]["step"].item() == 2
+
+
+def test_graph_capture_s_rate_is_a_tensor_kept_through_checkpoints(sample):
+    """Capturable Adam (the graph path) holds its rate as a tensor, because a graph bakes a
+    float in at capture. Checkpoints store a float either way, and loading one fills the
+    loading optimizer's own tensor in place: the tensor a captured graph reads."""
+    model, optimizer, noise = parts()
+    eager(model, optimizer, noise, sample.train_x[:64])(torch.arange(64))
+    graph_adam = make_optimizer(model, 1e-3, capturable=True)
+    rate = graph_adam.param_groups[0]["lr"]
+    assert isinstance(rate, torch.Tensor) and rate.item() == pytest.approx(1e-3)
+
+    set_lr(graph_adam, 2e-4)
+    assert graph_adam.param_groups[0]["lr"] is rate and rate.item() == pytest.approx(2e-4)
+    saved = optimizer_state(graph_adam)
+    assert saved["param_groups"][0]["lr"] == pytest.approx(2e-4)
+    assert isinstance(saved["param_groups"][0]["lr"], float)
+    assert graph_adam.param_groups[0]["lr"] is rate  # saving left the optimizer alone
+
+    saved = optimizer_state(optimizer)
+    saved["param_groups"][0]["lr"] = 5e-4
+    load_optimizer_state(graph_adam, saved)
+    assert graph_adam.param_groups[0]["lr"] is rate and rate.item() == pytest.approx(5e-4)
+    saved["param_groups"][0]["lr"] = torch.tensor(7e-4)  # a tensor rate from elsewhere
+    load_optimizer_state(optimizer, saved)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(7e-4)
+    assert isinstance(optimizer.param_groups[0]["lr"], float)
+    eager(model, optimizer, noise, sample.train_x[:64])(torch.arange(64))  # CPU Adam steps
 
 
 def test_cuda_graph_is_ignored_on_the_cpu(sample):

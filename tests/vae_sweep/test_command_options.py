@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from vae_core.config import DATA_SOURCES, DEVICES, PRECISIONS, TrainConfig
+from vae_core.config import DATA_SOURCES, DEVICES, LR_SCHEDULES, PRECISIONS, TrainConfig
 from vae_core.train import VAL_COLUMNS
 from vae_sweep import cli
 from vae_sweep.run import sweep_summary
@@ -26,7 +26,7 @@ def test_train_help_lists_every_config_field_and_the_choices(capsys):
     text = capsys.readouterr().out
     for field in dataclasses.fields(TrainConfig):
         assert "--" + field.name.replace("_", "-") in text, field.name
-    for allowed in (DATA_SOURCES, DEVICES, PRECISIONS):
+    for allowed in (DATA_SOURCES, DEVICES, PRECISIONS, LR_SCHEDULES):
         assert "{" + ",".join(allowed) + "}" in text
     assert "--no-cuda-graph" in text and "--no-compile" in text
     assert "--out" in text and "--force" in text
