@@ -203,8 +203,9 @@ def _train_epoch(step, n, batch_size, shuffle, schedule=None, epoch=1):
     step.model.train()
     perm = torch.randperm(n, generator=shuffle).to(step.images.device)
     step.loss_sum.zero_()
-    first = (epoch - 1) * steps_per_epoch(n, batch_size)
-    for i in range(steps_per_epoch(n, batch_size)):
+    steps = steps_per_epoch(n, batch_size)
+    first = (epoch - 1) * steps
+    for i in range(steps):
         idx = perm[i * batch_size : (i + 1) * batch_size]
         if schedule is not None and not schedule.constant:  # else the rate is already set
             set_lr(step.optimizer, schedule(first + i))
