@@ -8,6 +8,7 @@ Optuna's suggestions, and slots idle while the last trials finish.
 
     python bench/sweep_overhead.py                         # 16 trials of the quick space
     python bench/sweep_overhead.py --trials 16 --data mnist-5k --node-ip 127.0.0.9
+    python bench/sweep_overhead.py --folder results/NAME   # a finished sweep's share
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the space's")
     parser.add_argument("--data", default="mnist-5k")
     parser.add_argument("--node-ip", default=LOCAL_NODE_IP)
+    parser.add_argument("--folder", type=Path, help="report on this finished sweep; run none")
     args = parser.parse_args()
+    if args.folder:
+        print(training_share(args.folder))
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sweep's progress
 
     storage = tempfile.mkdtemp(prefix="vae-sweep-bench-")
@@ -61,19 +66,32 @@ def main() -> None:
     folder = Path(storage) / "overhead"
     record = json.loads((folder / "sweep.json").read_text())
     epochs = pd.read_parquet(folder / "epochs.parquet")
-    slots = record["search"]["max_concurrent"]
     fit = seconds_between(record["started_at"], record["finished_at"])
-    training = epochs["epoch_seconds"].sum()
-    print(
-        f"{args.trials} trials ({len(epochs)} epochs, {slots} at a time, "
-        f"{record['data']['sizes']['train']} training images, {os.cpu_count()} CPUs)"
-    )
+    print(training_share(folder))
     print(
         f"Ray start {t1 - t0:.1f} s, data and set-up {wall - (t1 - t0) - fit:.1f} s, "
         f"tuning {fit:.1f} s, total {wall:.1f} s"
     )
-    print(f"training share of the tuning time: {training / (slots * fit):.1%}")
-    print(f"training share of the whole wall time: {training / (slots * wall):.1%}")
+    slots = record["search"]["max_concurrent"]
+    print(f"training share of the whole wall time: {training_seconds(epochs) / (slots * wall):.1%}")
+
+
+def training_seconds(epochs: pd.DataFrame) -> float:
+    return float(epochs["epoch_seconds"].sum())
+
+
+def training_share(folder: Path) -> str:
+    """What a finished sweep's slots spent inside epochs, of its tuning time."""
+    record = json.loads((folder / "sweep.json").read_text())
+    epochs = pd.read_parquet(folder / "epochs.parquet")
+    slots = record["search"]["max_concurrent"]
+    fit = seconds_between(record["started_at"], record["finished_at"])
+    return (
+        f"{record['samples']} trials, {len(epochs)} epochs, "
+        f"{slots} at a time, {record['data']['sizes']['train']} training images, "
+        f"{os.cpu_count()} CPUs: tuning {fit:.1f} s; training share of the tuning time "
+        f"{training_seconds(epochs) / (slots * fit):.1%}"
+    )
 
 
 if __name__ == "__main__":
