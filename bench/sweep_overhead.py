@@ -85,6 +85,8 @@ def training_share(folder: Path) -> str:
     record = json.loads((folder / "sweep.json").read_text())
     epochs = pd.read_parquet(folder / "epochs.parquet")
     slots = record["search"]["max_concurrent"]
+    if record["finished_at"] is None:
+        return f"{folder}: the sweep did not finish (no finished_at in sweep.json)"
     fit = seconds_between(record["started_at"], record["finished_at"])
     return (
         f"{record['samples']} trials, {len(epochs)} epochs, "

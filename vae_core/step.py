@@ -15,6 +15,7 @@ one is skipped, as before, because BatchNorm cannot normalise it in training mod
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 
 import torch
@@ -64,7 +65,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
         {k: group[k] for k in ("capturable", "foreach", "fused", "lr") if k in group}
         for group in optimizer.param_groups
     ]
-    optimizer.load_state_dict(state)
+    # load_state_dict keeps a saved tensor that already has the right device and dtype, and
+    # Adam then updates it in place: copy, so that the caller's checkpoint is never changed.
+    optimizer.load_state_dict(copy.deepcopy(state))
     for group, flags in zip(optimizer.param_groups, own, strict=True):
         rate = flags.pop("lr")
         if isinstance(rate, torch.Tensor):  # keep our own tensor: a graph may read it later

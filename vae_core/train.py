@@ -246,7 +246,23 @@ def _restore(state, config, model, optimizer, shuffle, noise) -> int:
         model.load_state_dict(state["model"])
         load_optimizer_state(optimizer, state["optimizer"])
         shuffle.set_state(state["rng"]["shuffle"])
-        noise.set_state(state["rng"]["noise"].cpu())  # generator states live on the CPU
+        epoch = int(state["epoch"])
+        _restore_noise(noise, state["rng"]["noise"], seed=config.seed, epoch=epoch)
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"checkpoint does not match the model: {err}") from err
-    return int(state["epoch"])
+    return epoch
+
+
+def _restore_noise(noise: torch.Generator, saved: torch.Tensor, *, seed: int, epoch: int) -> None:
+    """The saved noise state, when it was saved on this kind of device.
+
+    A CPU generator (Mersenne Twister, 5,056 bytes of state) and a CUDA one (Philox, 16 bytes)
+    cannot take each other's state, so a checkpoint resumed on the other kind of device draws
+    from a fresh stream, seeded from the run's seed and the epoch: still reproducible, though
+    not the noise the original device would have drawn (which its kernels could not match).
+    """
+    saved = saved.cpu()  # generator states live on the CPU, whichever device they drive
+    if saved.numel() == noise.get_state().numel():
+        noise.set_state(saved)
+    else:
+        noise.manual_seed(seed * 1_000_003 + epoch)
