@@ -1,0 +1,125 @@
+"""Where a trial's time outside its epochs goes, without Ray: consecutive trials in one process.
+
+A sweep's worker (a reused Ray actor) runs trial after trial; what each spends outside its
+epochs is start-up (data to the device, model, graph capture), the checkpoint state copied
+off the device after every epoch, the checkpoint written (as sweeps.trial.TuneReport does),
+and the end of the run. This times each part, trial by trial, so that a sweep's measured
+time outside epochs can be split into vae_core's share and Ray's (the rest).
+
+    python bench/trial_overhead.py --device cuda --data mnist            # the default space's size
+    python bench/trial_overhead.py --train-limit 1024 --epochs 3         # CPU, quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from results_folder import save_checkpoint
+from vae_core import ConvVAE, TrainConfig, load_mnist, train
+from vae_core.device import configure_backends, resolve_device, resolve_precision
+from vae_core.step import make_optimizer, make_step, uses_cuda_graph
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def one_trial(config: TrainConfig, data, device: torch.device) -> dict:
+    """Seconds of each part of one train() call, timed around its report callback."""
+    marks, saves = [], []
+
+    def report(metrics: dict, state: dict | None) -> None:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(state, Path(folder) / "checkpoint.pt")
+        saves.append(time.perf_counter() - start)
+        marks.append((start, time.perf_counter(), metrics["epoch_seconds"]))
+
+    called = time.perf_counter()
+    train(config, report, data=data)
+    sync(device)
+    returned = time.perf_counter()
+    # Before each report: that epoch, plus the state copied off the device (and, before the
+    # first, everything train() sets up); after the last report: the end of train().
+    gaps = [marks[0][0] - called - marks[0][2]]
+    for (_, prev_end, _), (start, _, epoch) in zip(marks, marks[1:], strict=False):
+        gaps.append(start - prev_end - epoch)
+    state_copy = statistics.median(gaps[1:]) if len(gaps) > 1 else 0.0
+    epochs = [m[2] for m in marks]
+    return {
+        "setup": gaps[0] - state_copy,
+        "state_copy": state_copy,
+        "checkpoint": statistics.median(saves),
+        "teardown": returned - marks[-1][1],
+        "first_epoch_extra": epochs[0] - statistics.median(epochs[1:] or epochs),
+        "epoch": statistics.median(epochs),
+        "outside": (returned - called) - sum(epochs),
+    }
+
+
+def capture_seconds(config: TrainConfig, data, device: torch.device, precision: str) -> float:
+    """make_step alone for a fresh model: graph capture on CUDA, next to nothing elsewhere."""
+    graph = uses_cuda_graph(device, config.cuda_graph, config.compile)
+    model = ConvVAE(config.z_dim, config.fc_size).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config.lr, capturable=graph)
+    noise = torch.Generator(device=device).manual_seed(0)
+    images = data.train_x.to(device)
+    sync(device)
+    start = time.perf_counter()
+    make_step(model, model, optimizer, noise, images, config.batch_size, precision, graph=graph)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
+    p.add_argument("--trials", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--z-dim", type=int, default=28)
+    p.add_argument("--fc-size", type=int, default=900)
+    p.add_argument("--threads", type=int, default=1, help="a sweep's trial gets 1 CPU")
+    args = p.parse_args()
+
+    device = resolve_device(args.device)
+    data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None)
+    config = TrainConfig(
+        z_dim=args.z_dim,
+        fc_size=args.fc_size,
+        epochs=args.epochs,
+        device=device.type,
+        threads=args.threads,
+        lr_schedule="cosine",
+    )
+    precision = resolve_precision(
+        config.precision,
+        device,
+        batch_size=config.batch_size,
+        graph=uses_cuda_graph(device, config.cuda_graph, config.compile),
+    )
+    configure_backends(device, config.threads)
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else "-"
+    print(
+        f"{args.trials} trials x {args.epochs} epochs of {len(data.train_x)} images in one "
+        f"process; z_dim {args.z_dim}, fc {args.fc_size}, {precision}; gpu {gpu}"
+    )
+    rows = [one_trial(config, data, device) for _ in range(args.trials)]
+    print("seconds     " + " ".join(f"{k:>17}" for k in rows[0]))
+    for i, row in enumerate(rows, 1):
+        print(f"trial {i:<5} " + " ".join(f"{v:17.3f}" for v in row.values()))
+    capture = capture_seconds(config, data, device, precision)
+    print(f"make_step alone, warm process (graph capture on CUDA): {capture:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
