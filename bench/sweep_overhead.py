@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -80,6 +81,26 @@ def training_seconds(epochs: pd.DataFrame) -> float:
     return float(epochs["epoch_seconds"].sum())
 
 
+def covered_seconds(folder: Path) -> float | None:
+    """Seconds in which at least one trial was inside an epoch (from the trials' result.json:
+    each epoch ran for epoch_seconds up to epoch_ended_at); None for sweeps without them.
+
+    On one shared GPU this is the time the GPU had training work: trials that share it by time
+    slicing add no throughput, so a lone trial's epochs keep it about as busy as four's."""
+    spans = []
+    for path in folder.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if "epoch_ended_at" not in row:
+                return None
+            spans.append((row["epoch_ended_at"] - row["epoch_seconds"], row["epoch_ended_at"]))
+    covered, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return covered
+
+
 def training_share(folder: Path) -> str:
     """What a finished sweep's slots spent inside epochs, of its tuning time."""
     record = json.loads((folder / "sweep.json").read_text())
@@ -88,11 +109,13 @@ def training_share(folder: Path) -> str:
     if record["finished_at"] is None:
         return f"{folder}: the sweep did not finish (no finished_at in sweep.json)"
     fit = seconds_between(record["started_at"], record["finished_at"])
+    covered = covered_seconds(folder)
     return (
         f"{record['samples']} trials, {len(epochs)} epochs, "
         f"{slots} at a time, {record['data']['sizes']['train']} training images, "
         f"{os.cpu_count()} CPUs: tuning {fit:.1f} s; training share of the tuning time "
-        f"{training_seconds(epochs) / (slots * fit):.1%}"
+        f"{training_seconds(epochs) / (slots * fit):.1%} of slot time"
+        + ("" if covered is None else f", {covered / fit:.1%} with some trial in an epoch")
     )
 
 

@@ -51,8 +51,10 @@ class TuneReport:
     Adds what the result tables need and `train` does not report: the best validation loss
     so far (resumed epochs included), the device and precision, and the Ray node. Also, for
     Ray's result.json (not the tables), where the trial's time outside epochs went:
-    `outside_epochs_seconds` (since the trial started, checkpoints before this one included)
-    and `checkpoint_seconds` (writing this epoch's checkpoint, before Ray copies it).
+    `outside_epochs_seconds` (since the trial started, checkpoints before this one included),
+    `checkpoint_seconds` (writing this epoch's checkpoint, before Ray copies it) and
+    `epoch_ended_at` (Unix time at the report: with `epoch_seconds`, when the epoch ran, so
+    that a sweep's GPU time covered by some trial's epoch can be measured).
     """
 
     def __init__(self, config: TrainConfig, history: list[dict]) -> None:
@@ -88,6 +90,7 @@ class TuneReport:
             self.extra,
             best_val_loss=self.best if math.isfinite(self.best) else math.nan,
             outside_epochs_seconds=outside,
+            epoch_ended_at=time.time(),
         )
         if state is None:  # diverged: nothing worth keeping
             tune.report(metrics)

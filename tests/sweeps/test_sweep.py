@@ -179,6 +179,19 @@ def test_best_checkpoints_exist_and_hold_their_epoch(small_sweep, tables):
         assert 1 <= len(kept) <= 2
 
 
+def test_results_json_times_each_epoch(small_sweep, tables):
+    # Ray's result.json (not the tables) says when each epoch ended and what surrounded it:
+    # what bench/sweep_overhead.py reads to measure the time covered by some trial's epoch.
+    trials, _ = tables
+    for trial_id in trials["trial_id"]:
+        lines = (small_sweep / trial_id / "result.json").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+        for before, after in zip(rows, rows[1:], strict=False):
+            assert after["epoch_ended_at"] - before["epoch_ended_at"] >= after["epoch_seconds"]
+        assert all(r["outside_epochs_seconds"] >= 0 for r in rows)
+
+
 def test_sweep_json_records_how_the_results_were_made(small_sweep):
     record = json.loads((small_sweep / "sweep.json").read_text())
     for key in (
