@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from results_folder import save_checkpoint
-from vae_core import ConvVAE, TrainConfig, load_mnist, train
+from vae_core import ConvVAE, TrainConfig, VaeSweepError, load_mnist, train
 from vae_core.device import configure_backends, resolve_device, resolve_precision
 from vae_core.step import make_optimizer, make_step, uses_cuda_graph
 
@@ -122,4 +122,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VaeSweepError as err:  # no GPU, no data: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None

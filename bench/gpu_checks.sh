@@ -1,0 +1,37 @@
+#!/bin/bash
+# Issue 10's GPU measurements in one run, most wanted first, each bounded so that the later
+# ones still run inside a time limit (a lent GPU machine gives 10 minutes a command).
+#
+#   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
+#
+# Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
+# ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
+# reads full MNIST. Figures go to BENCHMARKS.md with the card they ran on.
+set -u
+T0=$SECONDS
+LIMIT=${LIMIT:-570}
+
+step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and the time left)
+  local name=$1 cap=$2 left=$((LIMIT - (SECONDS - T0)))
+  shift 2
+  local t=$((cap < left ? cap : left))
+  if ((t < 15)); then
+    echo "=== skipped $name: ${left} s left"
+    return
+  fi
+  echo "=== $name (at most $t s, starting at $((SECONDS - T0)) s)"
+  local start=$SECONDS
+  timeout -k 5 "$t" "$@"
+  echo "=== $name: exit $? after $((SECONDS - start)) s"
+}
+
+step trial-overhead 60 python3 bench/trial_overhead.py --device cuda --data mnist
+step sweep 150 python3 -m vae_sweep run
+latest=$(ls -td results/*/ 2>/dev/null | head -1)
+[ -n "$latest" ] && python3 bench/sweep_overhead.py --folder "$latest"
+step packing 120 python3 bench/packing.py --data mnist --shares 0.5 0.25 0.125
+step tutorial 230 python3 bench/tune_tutorial.py --data mnist
+step eager-throughput 45 python3 bench/throughput.py --device cuda --data mnist --train-limit 0 \
+  --epochs 2 --rounds 3 --batch-sizes 128 512 --no-cuda-graph
+step gpu-tests 100 python3 -m pytest tests/gpu -q -p no:cacheprovider
+echo "=== done after $((SECONDS - T0)) s"
