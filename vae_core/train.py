@@ -57,6 +57,11 @@ EPOCH_METRICS = {
 # The validation losses among them, in nats: each can pick the best trial.
 VAL_COLUMNS = ("val_loss", "val_mean", "val_recon", "val_kl", "val_median", "val_p99")
 
+# The sizes of a random generator's state: Philox's seed and offset on CUDA, 8 bytes each;
+# the Mersenne Twister's state on the CPU.
+CUDA_GENERATOR_STATE_BYTES = 16
+CPU_GENERATOR_STATE_BYTES = torch.Generator().get_state().numel()
+
 
 @dataclass
 class TrainResult:
@@ -262,7 +267,10 @@ def _restore_noise(noise: torch.Generator, saved: torch.Tensor, *, seed: int, ep
     not the noise the original device would have drawn (which its kernels could not match).
     """
     saved = saved.cpu()  # generator states live on the CPU, whichever device they drive
-    if saved.numel() == noise.get_state().numel():
-        noise.set_state(saved)
-    else:
+    other_kind = (
+        CUDA_GENERATOR_STATE_BYTES if noise.device.type == "cpu" else CPU_GENERATOR_STATE_BYTES
+    )
+    if saved.numel() == other_kind:
         noise.manual_seed(seed * 1_000_003 + epoch)
+    else:
+        noise.set_state(saved)  # any other size is a damaged checkpoint: set_state refuses it

@@ -74,6 +74,9 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu_reproducibly(sample):
     assert [m["epoch"] for m in a.history] == [1, 2]
     assert comparable(a.history[-1]) == comparable(b.history[-1])
     assert math.isfinite(a.history[-1]["val_loss"])
+    damaged = dict(state, rng=dict(state["rng"], noise=torch.zeros(7, dtype=torch.uint8)))
+    with pytest.raises(CheckpointError, match="checkpoint does not match the model"):
+        train(config, checkpoint=damaged, data=sample)
 
 
 @pytest.mark.parametrize(
