@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -65,20 +66,39 @@ def main() -> None:
         run_sweep(config)
     wall = time.perf_counter() - t0
     folder = Path(storage) / "overhead"
-    record = json.loads((folder / "sweep.json").read_text())
-    epochs = pd.read_parquet(folder / "epochs.parquet")
-    fit = seconds_between(record["started_at"], record["finished_at"])
-    print(training_share(folder))
+    sweep = FinishedSweep.read(folder)
+    print(training_share(folder, sweep))
     print(
-        f"Ray start {t1 - t0:.1f} s, data and set-up {wall - (t1 - t0) - fit:.1f} s, "
-        f"tuning {fit:.1f} s, total {wall:.1f} s"
+        f"Ray start {t1 - t0:.1f} s, data and set-up {wall - (t1 - t0) - sweep.fit:.1f} s, "
+        f"tuning {sweep.fit:.1f} s, total {wall:.1f} s"
     )
-    slots = record["search"]["max_concurrent"]
-    print(f"training share of the whole wall time: {training_seconds(epochs) / (slots * wall):.1%}")
+    print(f"training share of the whole wall time: {sweep.training / (sweep.slots * wall):.1%}")
 
 
-def training_seconds(epochs: pd.DataFrame) -> float:
-    return float(epochs["epoch_seconds"].sum())
+@dataclass(frozen=True)
+class FinishedSweep:
+    """What a finished sweep's folder says of its time."""
+
+    record: dict  # sweep.json
+    epochs: pd.DataFrame  # epochs.parquet
+    slots: int  # trials at once
+    fit: float  # tuning seconds, sweep.json's started_at to finished_at
+    training: float  # seconds inside epochs, all trials together
+
+    @classmethod
+    def read(cls, folder: Path) -> FinishedSweep | None:
+        """None for a sweep that did not finish (no finished_at in sweep.json)."""
+        record = json.loads((folder / "sweep.json").read_text())
+        if record["finished_at"] is None:
+            return None
+        epochs = pd.read_parquet(folder / "epochs.parquet")
+        return cls(
+            record,
+            epochs,
+            slots=record["search"]["max_concurrent"],
+            fit=seconds_between(record["started_at"], record["finished_at"]),
+            training=float(epochs["epoch_seconds"].sum()),
+        )
 
 
 def covered_seconds(folder: Path) -> float | None:
@@ -101,21 +121,18 @@ def covered_seconds(folder: Path) -> float | None:
     return covered
 
 
-def training_share(folder: Path) -> str:
+def training_share(folder: Path, sweep: FinishedSweep | None = None) -> str:
     """What a finished sweep's slots spent inside epochs, of its tuning time."""
-    record = json.loads((folder / "sweep.json").read_text())
-    epochs = pd.read_parquet(folder / "epochs.parquet")
-    slots = record["search"]["max_concurrent"]
-    if record["finished_at"] is None:
+    sweep = sweep or FinishedSweep.read(folder)
+    if sweep is None:
         return f"{folder}: the sweep did not finish (no finished_at in sweep.json)"
-    fit = seconds_between(record["started_at"], record["finished_at"])
-    covered = covered_seconds(folder)
+    record, covered = sweep.record, covered_seconds(folder)
     return (
-        f"{record['samples']} trials, {len(epochs)} epochs, "
-        f"{slots} at a time, {record['data']['sizes']['train']} training images, "
-        f"{os.cpu_count()} CPUs: tuning {fit:.1f} s; training share of the tuning time "
-        f"{training_seconds(epochs) / (slots * fit):.1%} of slot time"
-        + ("" if covered is None else f", {covered / fit:.1%} with some trial in an epoch")
+        f"{record['samples']} trials, {len(sweep.epochs)} epochs, "
+        f"{sweep.slots} at a time, {record['data']['sizes']['train']} training images, "
+        f"{os.cpu_count()} CPUs: tuning {sweep.fit:.1f} s; training share of the tuning time "
+        f"{sweep.training / (sweep.slots * sweep.fit):.1%} of slot time"
+        + ("" if covered is None else f", {covered / sweep.fit:.1%} with some trial in an epoch")
     )
 
 
