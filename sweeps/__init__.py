@@ -5,8 +5,9 @@ stops the poor ones early, and the results folder (results_folder) records them.
     outcome = run_sweep(SweepConfig(name="demo"))
 
 Read driver.py first: run_sweep as a list of steps. Then tuner.py (the Tuner), trial.py (one
-trial), optuna_study.py and searcher.py (Optuna), results.py (the tables), progress.py (the
-log), resources.py (preflight), local_ray.py (where Ray runs), record.py (sweep.json).
+trial), worker_data.py (the data a worker holds), optuna_study.py and searcher.py (Optuna),
+results.py (the tables), progress.py (the log), resources.py (preflight), local_ray.py (where
+Ray runs), record.py (sweep.json).
 """
 
 from sweeps.config import SweepConfig

@@ -18,22 +18,23 @@ from ray import tune
 
 from results_folder import load_checkpoint, save_checkpoint
 from results_folder.layout import CHECKPOINT_FILE
+from sweeps.worker_data import WorkerData
 from vae_core.config import TrainConfig
-from vae_core.data import MnistSplits
 from vae_core.device import resolve_device, resolve_precision
 from vae_core.step import uses_cuda_graph
 from vae_core.train import train
 
 
-def run_trial(config: dict, data: MnistSplits) -> None:
-    """The trainable: `config` is a TrainConfig's fields; `data` comes once through the
-    object store (`tune.with_parameters`), not loaded again by every trial."""
+def run_trial(config: dict, data: WorkerData) -> None:
+    """The trainable: `config` is a TrainConfig's fields; `data` comes through the object
+    store (`tune.with_parameters`), fetched once per worker, not loaded by every trial."""
     # Ray Train logs every persisted checkpoint at INFO, which the driver would print each epoch.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig(**config)
     state = _restore()
-    history = state["history"] if state else []
-    train(train_config, TuneReport(train_config, history), state, data=data)
+    report = TuneReport(train_config, state["history"] if state else [])
+    splits = data.on(resolve_device(train_config.device))
+    train(train_config, report, state, data=splits)
 
 
 def _restore() -> dict | None:
@@ -50,15 +51,18 @@ class TuneReport:
 
     Adds what the result tables need and `train` does not report: the best validation loss
     so far (resumed epochs included), the device and precision, and the Ray node. Also, for
-    Ray's result.json (not the tables), where the trial's time outside epochs went:
-    `outside_epochs_seconds` (since the trial started, checkpoints before this one included),
-    `checkpoint_seconds` (writing this epoch's checkpoint, before Ray copies it) and
-    `epoch_ended_at` (Unix time at the report: with `epoch_seconds`, when the epoch ran, so
-    that a sweep's GPU time covered by some trial's epoch can be measured).
+    Ray's result.json (not the tables), where the trial's time outside epochs went, which
+    bench/sweep_overhead.py --folder adds up: `outside_epochs_seconds` (since the trial
+    started, checkpoints before this one included), `checkpoint_seconds` (writing this epoch's
+    checkpoint, before Ray copies it), `report_seconds` (the previous epoch's `tune.report`:
+    Ray copying its checkpoint and waiting for Tune's controller to let the trial go on),
+    `trial_started_at` and `epoch_ended_at` (Unix times of the trial's start and of this
+    report: with `epoch_seconds`, when each epoch ran, and the gaps between trials).
     """
 
     def __init__(self, config: TrainConfig, history: list[dict]) -> None:
-        self.started = time.perf_counter()
+        self.started, self.started_at = time.perf_counter(), time.time()
+        self.report_seconds = 0.0  # the last tune.report's
         self.inside = 0.0  # seconds inside this run's epochs so far
         device = resolve_device(config.device)
         self.best = min(
@@ -90,13 +94,21 @@ class TuneReport:
             self.extra,
             best_val_loss=self.best if math.isfinite(self.best) else math.nan,
             outside_epochs_seconds=outside,
+            report_seconds=self.report_seconds,
+            trial_started_at=self.started_at,
             epoch_ended_at=time.time(),
         )
         if state is None:  # diverged: nothing worth keeping
-            tune.report(metrics)
+            self._report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="vae-sweep-ckpt-") as folder:
             t0 = time.perf_counter()
             save_checkpoint(state, Path(folder) / CHECKPOINT_FILE)
             metrics["checkpoint_seconds"] = time.perf_counter() - t0
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            self._report(metrics, tune.Checkpoint.from_directory(folder))
+
+    def _report(self, metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
+        # Returns when Tune's controller lets the trial go on (never, when it stops it).
+        t0 = time.perf_counter()
+        tune.report(metrics, checkpoint=checkpoint)
+        self.report_seconds = time.perf_counter() - t0

@@ -14,6 +14,7 @@ from sweeps.optuna_study import searcher
 from sweeps.progress import Progress
 from sweeps.results import ResultsWriter
 from sweeps.trial import run_trial
+from sweeps.worker_data import WorkerData
 from vae_core.data import MnistSplits
 
 MAX_FAILURES = 2  # a crashed trial restarts from its last checkpoint this many times
@@ -97,10 +98,10 @@ def trial_name(trial) -> str:
 
 
 def make_trainable(config: SweepConfig, data: MnistSplits):
-    """run_trial with the data (put in Ray's object store once) and each trial's resources:
-    CPUs and a GPU share; with 0.25, Ray packs 4 trials onto one GPU."""
+    """run_trial with the data (put in Ray's object store once, fetched once per worker) and
+    each trial's resources: CPUs and a GPU share; with 0.25, Ray packs 4 trials onto one GPU."""
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(run_trial, data=data), resources)
+    return tune.with_resources(tune.with_parameters(run_trial, data=WorkerData(data)), resources)
 
 
 def fixed_config(config: SweepConfig, data: MnistSplits) -> dict:

@@ -189,7 +189,13 @@ def test_results_json_times_each_epoch(small_sweep, tables):
         assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
         for before, after in zip(rows, rows[1:], strict=False):
             assert after["epoch_ended_at"] - before["epoch_ended_at"] >= after["epoch_seconds"]
+            # The time between two reports holds the first one's tune.report call.
+            gap = after["epoch_ended_at"] - before["epoch_ended_at"] - after["epoch_seconds"]
+            assert 0 < after["report_seconds"] <= gap
+        assert rows[0]["report_seconds"] == 0  # no report before the first
         assert all(r["outside_epochs_seconds"] >= 0 for r in rows)
+        assert len({r["trial_started_at"] for r in rows}) == 1
+        assert rows[0]["trial_started_at"] <= rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
 
 
 def test_sweep_json_records_how_the_results_were_made(small_sweep):
