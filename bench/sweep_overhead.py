@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="report on this finished sweep; run none")
     args = parser.parse_args()
     if args.folder:
-        print(training_share(args.folder))
+        print(report(args.folder))
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sweep's progress
 
@@ -67,7 +68,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     folder = Path(storage) / "overhead"
     sweep = FinishedSweep.read(folder)
-    print(training_share(folder, sweep))
+    print(report(folder, sweep))
     print(
         f"Ray start {t1 - t0:.1f} s, data and set-up {wall - (t1 - t0) - sweep.fit:.1f} s, "
         f"tuning {sweep.fit:.1f} s, total {wall:.1f} s"
@@ -121,6 +122,62 @@ def covered_seconds(folder: Path) -> float | None:
     return covered
 
 
+def trial_runs(folder: Path) -> list[list[dict]]:
+    """Each trial's result.json rows, one list per run of it (a restored trial starts a new
+    run), in the order the runs started; runs without trial_started_at are left out."""
+    runs: dict[tuple[str, float], list[dict]] = {}
+    for path in folder.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if "trial_started_at" in row:
+                runs.setdefault((path.parent.name, row["trial_started_at"]), []).append(row)
+    return [runs[key] for key in sorted(runs, key=lambda key: key[1])]
+
+
+def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
+    """Where the time outside epochs went, from the trials' result.json (medians, seconds);
+    None for sweeps whose trials did not record it."""
+    runs = trial_runs(folder)
+    if not runs:
+        return None
+    first, later, gaps, last_on = [], [], [], {}  # last_on: a worker's last report so far
+    for rows in runs:
+        pid = rows[0]["pid"]
+        (later if pid in last_on else first).append(rows[0]["outside_epochs_seconds"])
+        if pid in last_on:
+            gaps.append(rows[0]["trial_started_at"] - last_on[pid])
+        last_on[pid] = rows[-1]["epoch_ended_at"]
+    steps = [(a, b) for rows in runs for a, b in zip(rows, rows[1:], strict=False)]
+    between = [b["outside_epochs_seconds"] - a["outside_epochs_seconds"] for a, b in steps]
+    writes = [a.get("checkpoint_seconds", 0.0) for a, _ in steps]
+    reports = [b["report_seconds"] for _, b in steps]
+    rows = [r for run in runs for r in run]
+    first_epoch = min(r["epoch_ended_at"] - r["epoch_seconds"] for r in rows)
+    last_epoch = max(r["epoch_ended_at"] for r in rows)
+    started, finished = (
+        datetime.fromisoformat(sweep.record[k]).timestamp() for k in ("started_at", "finished_at")
+    )
+    return "\n".join(
+        [
+            "time outside epochs (medians, seconds):",
+            f"  a worker's first trial, to its first report less the epoch: {median(first)} "
+            f"({len(first)} workers)",
+            f"  a later trial on a reused worker, the same: {median(later)} ({len(later)})",
+            f"  between two epochs of a trial: {median(between)}, of which writing the "
+            f"checkpoint {median(writes)} and tune.report {median(reports)}",
+            "  from a worker's last report of one trial to its next trial's start (the last "
+            f"checkpoint, tune.report, Ray's hand-over): {median(gaps)} ({len(gaps)})",
+            f"  from the tuning's start to the first epoch's: {first_epoch - started:.2f}; "
+            f"from the last epoch's end to the tuning's end: {finished - last_epoch:.2f}",
+        ]
+    )
+
+
+def median(values) -> str:
+    values = list(values)
+    return f"{statistics.median(values):.3f}" if values else "-"
+
+
 def training_share(folder: Path, sweep: FinishedSweep | None = None) -> str:
     """What a finished sweep's slots spent inside epochs, of its tuning time."""
     sweep = sweep or FinishedSweep.read(folder)
@@ -134,6 +191,16 @@ def training_share(folder: Path, sweep: FinishedSweep | None = None) -> str:
         f"{sweep.training / (sweep.slots * sweep.fit):.1%} of slot time"
         + ("" if covered is None else f", {covered / sweep.fit:.1%} with some trial in an epoch")
     )
+
+
+def report(folder: Path, sweep: FinishedSweep | None = None) -> str:
+    """A finished sweep's training share and, where its trials recorded them, where the time
+    outside epochs went."""
+    sweep = sweep or FinishedSweep.read(folder)
+    if sweep is None:
+        return training_share(folder)
+    outside = time_outside_epochs(folder, sweep)
+    return training_share(folder, sweep) + ("" if outside is None else "\n" + outside)
 
 
 if __name__ == "__main__":
