@@ -1,6 +1,6 @@
 """WorkerData: a sweep's MNIST splits, in Ray's object store once and on each worker's device once.
 
-`tune.with_parameters` fetches its objects again for every trial: with full MNIST that is 50-90
+`tune.with_parameters` fetches its objects again for every trial: with full MNIST that is 50-65
 ms of `ray.get` per trial on a 2-core CPU, and on a GPU each trial then copied the images to
 the device again. A reused actor (reuse_actors=True) runs trial after trial in one process, so
 what with_parameters carries is this small handle, and the process keeps the splits it fetched,
