@@ -142,11 +142,11 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
         return None
     first, later, gaps, last_on = [], [], [], {}  # last_on: a worker's last report so far
     for rows in runs:
-        pid = rows[0]["pid"]
-        (later if pid in last_on else first).append(rows[0]["outside_epochs_seconds"])
-        if pid in last_on:
-            gaps.append(rows[0]["trial_started_at"] - last_on[pid])
-        last_on[pid] = rows[-1]["epoch_ended_at"]
+        worker = (rows[0]["node_id"], rows[0]["pid"])  # a process id is unique on its node
+        (later if worker in last_on else first).append(rows[0]["outside_epochs_seconds"])
+        if worker in last_on:
+            gaps.append(rows[0]["trial_started_at"] - last_on[worker])
+        last_on[worker] = rows[-1]["epoch_ended_at"]
     steps = [(a, b) for rows in runs for a, b in zip(rows, rows[1:], strict=False)]
     between = [b["outside_epochs_seconds"] - a["outside_epochs_seconds"] for a, b in steps]
     writes = [a.get("checkpoint_seconds", 0.0) for a, _ in steps]
