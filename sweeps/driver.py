@@ -4,12 +4,14 @@ or join Ray, run (or resume) the Tuner and return the outcome read back from tri
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from results_folder import best_trial, read_sweep_json, storage, write_sweep_json
+from results_folder.display import format_value
 from results_folder.layout import SWEEP_JSON, TRIALS
 from sweeps.config import SweepConfig
 from sweeps.local_ray import ray_session
@@ -127,17 +129,32 @@ def _started(
 
 def _log_start(config: SweepConfig, data: MnistSplits, slots: int | None, results_dir: str) -> None:
     log.info(
-        "sweep %s: %d trials, %s at a time, up to %d epochs each; space %s; "
+        "sweep %s: %d trials, %s at a time, up to %d epochs each, %s; space %s; "
         "data %s (%d training images); results in %s",
         config.name,
         config.samples,
         slots or "as many as the cluster's nodes hold",
         config.epochs,
+        trial_resources(config.cpus_per_trial, config.gpus_per_trial),
         config.space.name,
         data.source,
         len(data.train_x),
         results_dir,
     )
+
+
+def trial_resources(cpus: float, gpus: float) -> str:
+    """What each trial gets, as the start of a sweep says it: "1 CPU and 0.25 GPU per trial
+    (4 share a GPU)"."""
+
+    def amount(n: float, unit: str) -> str:
+        return f"{format_value(float(n))} {unit}" + ("s" if n > 1 else "")
+
+    if not gpus:
+        return amount(cpus, "CPU") + " per trial"
+    # As many as fit whole, as Ray packs them: 0.35 each lets 2 share a GPU, not 3.
+    shared = f" ({math.floor(1 / gpus + 1e-9)} share a GPU)" if gpus < 1 else ""
+    return f"{amount(cpus, 'CPU')} and {amount(gpus, 'GPU')} per trial{shared}"
 
 
 def _fit(config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sweeps.config import SweepConfig
+from sweeps.driver import trial_resources
 from sweeps.resources import max_concurrent, trial_slots
 from sweeps.tuner import fixed_config, make_trainable
 from vae_core.errors import ConfigError
@@ -119,3 +120,20 @@ def test_the_dashboard_command_names_the_study_database():
     from sweeps.optuna_study import watch_command
 
     assert watch_command("sqlite:////r/x/optuna.db") == "optuna-dashboard sqlite:////r/x/optuna.db"
+
+
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "said"),
+    [
+        (1, 0.0, "1 CPU per trial"),
+        (2, 0.0, "2 CPUs per trial"),
+        (1, 0.25, "1 CPU and 0.25 GPU per trial (4 share a GPU)"),
+        (1, 0.35, "1 CPU and 0.35 GPU per trial (2 share a GPU)"),  # 3 x 0.35 > 1
+        (2, 0.5, "2 CPUs and 0.5 GPU per trial (2 share a GPU)"),
+        (1, 1.0, "1 CPU and 1 GPU per trial"),
+        (1, 2.0, "1 CPU and 2 GPUs per trial"),
+    ],
+)
+def test_the_sweep_says_what_each_trial_gets(cpus, gpus, said):
+    # The start of a sweep's log: the GPU share it chose (by default GPU_SHARE) is visible.
+    assert trial_resources(cpus, gpus) == said
