@@ -142,14 +142,24 @@ class LoopbackCluster:
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on, on any address.
+    """A TCP port nothing listens on, on any address, and not handed out before in this run.
 
     Bound on all interfaces rather than on the node's address because several Ray servers
-    listen on 0.0.0.0, which clashes with a port already taken on any single address.
+    listen on 0.0.0.0, which clashes with a port already taken on any single address. The
+    kernel may give a just-closed port again, and `ray start` refuses two of its servers on
+    one port ("trying to use a port number ... used by other components": seen in a suite run
+    where the head's GCS and dashboard were both given 57441).
     """
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+_HANDED_OUT: set[int] = set()  # free_port's answers so far
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:
