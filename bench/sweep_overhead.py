@@ -154,9 +154,8 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
     rows = [r for run in runs for r in run]
     first_epoch = min(r["epoch_ended_at"] - r["epoch_seconds"] for r in rows)
     last_epoch = max(r["epoch_ended_at"] for r in rows)
-    started, finished = (
-        datetime.fromisoformat(sweep.record[k]).timestamp() for k in ("started_at", "finished_at")
-    )
+    started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
+    finished = started + sweep.fit  # FinishedSweep.fit: started_at to finished_at
     return "\n".join(
         [
             "time outside epochs (medians, seconds):",
