@@ -1,10 +1,13 @@
 """GPU packing by measurement: the same sweep at several GPU shares per trial, end to end.
 
-Each share runs the same trials (same space, seed, samples and epochs; ASHA off, so every
-share trains exactly the same epochs) in one Ray session, and is scored by training images
-per second of sweep wall time: what a user waits for. Also printed: the share of the slots'
-seconds spent inside epochs, the time per trial outside them, and the best validation loss.
-The fastest share is printed as the one to make sweeps.config.GPU_SHARE.
+Each share runs the same sweep (same space, seed, samples and epochs; ASHA off, so every
+share trains the same number of epochs) in one Ray session, and is scored by training images
+per second of sweep wall time: what a user waits for. The first trials are the same at every
+share (the post's configuration, then Optuna's seeded random start-up draws); TPE's later
+choices depend on which trials have finished when it is asked, so they differ between shares
+(as the best validation losses show), and with them the models' sizes. Also printed: the
+share of the slots' seconds spent inside epochs, the time per trial outside them, and the best
+validation loss. The fastest share is printed as the one to make sweeps.config.GPU_SHARE.
 
     python bench/packing.py                                    # 8 trials x 2 epochs, full MNIST
     python bench/packing.py --shares 1 0.5 0.25 0.125 --trials 16 --train-limit 27500
