@@ -4,7 +4,10 @@ A sweep's worker (a reused Ray actor) runs trial after trial; what each spends o
 epochs is start-up (data to the device, model, graph capture), the checkpoint state copied
 off the device after every epoch, the checkpoint written (as sweeps.trial.TuneReport does),
 and the end of the run. This times each part, trial by trial, so that a sweep's measured
-time outside epochs can be split into vae_core's share and Ray's (the rest).
+time outside epochs can be split into vae_core's share and Ray's (the rest). A worker's first
+trial also pays what a cold process pays once, timed first: importing torch._dynamo (which
+torch.optim does on the first step) and, on a GPU, creating the CUDA context; trial 1's
+set-up less the warm `make_step` shows the rest (cuDNN's first autotuning, lazy kernels).
 
     python bench/trial_overhead.py --device cuda --data mnist            # the default space's size
     python bench/trial_overhead.py --train-limit 1024 --epochs 3         # CPU, quick
@@ -64,6 +67,21 @@ def one_trial(config: TrainConfig, data, device: torch.device) -> dict:
     }
 
 
+def cold_start(device: torch.device) -> dict:
+    """What a worker process pays once, before its first trial's own set-up: timed first,
+    while this process is still cold."""
+    start = time.perf_counter()
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on an optimizer's first step)
+
+    out = {"import torch._dynamo": time.perf_counter() - start}
+    if device.type == "cuda":
+        start = time.perf_counter()
+        torch.zeros(1, device=device)  # creates the CUDA context
+        sync(device)
+        out["CUDA context"] = time.perf_counter() - start
+    return out
+
+
 def capture_seconds(config: TrainConfig, data, device: torch.device, precision: str) -> float:
     """make_step alone for a fresh model: graph capture on CUDA, next to nothing elsewhere."""
     graph = uses_cuda_graph(device, config.cuda_graph, config.compile)
@@ -92,6 +110,7 @@ def main() -> None:
     args = p.parse_args()
 
     device = resolve_device(args.device)
+    cold = cold_start(device)
     data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None)
     config = TrainConfig(
         z_dim=args.z_dim,
@@ -113,6 +132,7 @@ def main() -> None:
         f"{args.trials} trials x {args.epochs} epochs of {len(data.train_x)} images in one "
         f"process; z_dim {args.z_dim}, fc {args.fc_size}, {precision}; gpu {gpu}"
     )
+    print("cold process, once: " + ", ".join(f"{k} {v:.3f} s" for k, v in cold.items()))
     rows = [one_trial(config, data, device) for _ in range(args.trials)]
     print("seconds     " + " ".join(f"{k:>17}" for k in rows[0]))
     for i, row in enumerate(rows, 1):
