@@ -37,9 +37,9 @@ step gpu-tests 100 python3 -m pytest tests/gpu -q -p no:cacheprovider
 # The default sweep, then where its time went.
 step sweep 150 bash -c 'python3 -m vae_sweep run &&
   python3 bench/sweep_overhead.py --folder "$(ls -td results/*/ | head -1)"'
+step trial-overhead 60 python3 bench/trial_overhead.py --device cuda --data mnist
 step tutorial 200 python3 bench/tune_tutorial.py --data mnist
 step packing 150 python3 bench/packing.py --data mnist --shares 0.5 0.25 0.125
-step trial-overhead 60 python3 bench/trial_overhead.py --device cuda --data mnist
 step eager-throughput 45 python3 bench/throughput.py --device cuda --data mnist --train-limit 0 \
   --epochs 2 --rounds 3 --batch-sizes 128 512 --no-cuda-graph
 echo "=== done after $((SECONDS - T0)) s"
