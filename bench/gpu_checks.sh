@@ -4,7 +4,7 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   SKIP="gpu-tests sweep tutorial" LIMIT=200 bash bench/gpu_checks.sh   # the rest, later
+#   SKIP="gpu-tests sweep trial-overhead tutorial" LIMIT=200 bash bench/gpu_checks.sh  # the rest
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
