@@ -39,13 +39,6 @@ log = logging.getLogger(__name__)
 
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode
 LOOPBACK_ALIAS = "127.0.0.2"  # the next choice when 127.0.0.1 cannot be kept (see above)
-# What every trial's worker imports, seconds of it before its first epoch: Ray Tune, torch, and
-# torch._dynamo, which torch.optim imports at the first step. A local Ray starts one idle worker
-# per core as soon as it is up; importing these there (Ray's preload_python_modules) overlaps
-# it with the driver's own start (the Tuner, Optuna's storage, the data put in the object
-# store), and a trial's actor then takes such a warm worker. None of them touches CUDA, so a
-# worker still sees only the GPU that Ray gives its trial (tests/sweeps/test_local_ray.py).
-WORKER_PRELOAD = ("ray.tune", "torch", "torch._dynamo")
 
 
 def single_machine_mode() -> None:
@@ -133,12 +126,7 @@ def ray_session(address: str | None, node_ip: str) -> Iterator[dict[str, float]]
         if address is None:
             ip = choose_node_ip(node_ip, localhost_ok=localhost_kept())
             log.info("starting a local Ray on %s", ip)
-            ray.init(
-                _node_ip_address=ip,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                _system_config={"preload_python_modules": list(WORKER_PRELOAD)},
-            )
+            ray.init(_node_ip_address=ip, include_dashboard=False, logging_level=logging.WARNING)
         else:
             log.info("connecting to the Ray cluster at %s", address)
             ray.init(address=address, logging_level=logging.WARNING)

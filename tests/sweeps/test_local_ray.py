@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import socket
 import subprocess
@@ -53,58 +52,6 @@ def test_no_usable_address_is_one_error_naming_each():
 def test_can_bind_tells_the_machine_s_addresses():
     assert can_bind("127.0.0.1")
     assert not can_bind("192.0.2.1")  # TEST-NET-1: never an address of this machine
-
-
-# --- a worker of the local Ray, as a trial's actor finds it ----------------------------------
-
-# A local Ray from ray_session and one actor with a trial's resources; the actor reports what its
-# worker had imported and whether CUDA was already started when it got it, then which GPUs
-# it sees once it starts CUDA itself.
-WORKER_STATE = textwrap.dedent(
-    """
-    import json, os, sys
-    from sweeps.local_ray import WORKER_PRELOAD, ray_session, single_machine_mode
-    single_machine_mode()
-    import ray
-
-    @ray.remote
-    class Trial:
-        def __init__(self):
-            self.preloaded = [name for name in WORKER_PRELOAD if name in sys.modules]
-            import torch
-            self.cuda_started = torch.cuda.is_initialized()
-            self.gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-        def state(self):
-            return self.preloaded, self.cuda_started, self.gpus
-
-    with ray_session(None, os.environ["VAE_SWEEP_NODE_IP"]) as cluster:
-        share = 0.25 if cluster.get("GPU") else 0  # a GPU trial's share, as sweeps gives it
-        trial = Trial.options(num_cpus=1, num_gpus=share).remote()
-        preloaded, cuda_started, gpus = ray.get(trial.state.remote())
-        print(json.dumps({"preloaded": preloaded, "cuda_started": cuda_started, "gpus": gpus,
-                          "cluster_gpus": cluster.get("GPU", 0)}))
-    """
-)
-
-
-def test_a_trial_s_worker_comes_with_its_imports_and_cuda_untouched(cli_env):
-    out = subprocess.run(
-        [sys.executable, "-c", WORKER_STATE],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    state = json.loads(out.stdout.splitlines()[-1])
-    from sweeps.local_ray import WORKER_PRELOAD
-
-    assert state["preloaded"] == list(WORKER_PRELOAD)
-    # CUDA reads CUDA_VISIBLE_DEVICES once, when it starts: a preload that started it would
-    # leave each trial seeing every GPU of the machine instead of the one Ray gave it.
-    assert state["cuda_started"] is False
-    assert state["gpus"] == min(1, state["cluster_gpus"])
 
 
 # --- a real local sweep, its preferred address made unavailable --------------------------------
