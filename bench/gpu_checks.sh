@@ -4,7 +4,8 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   SKIP="gpu-tests sweep trial-overhead tutorial" LIMIT=200 bash bench/gpu_checks.sh  # the rest
+#   SKIP="gpu-tests sweep trial-overhead trial-overhead-sizes trial-overhead-shared tutorial" \
+#     LIMIT=200 bash bench/gpu_checks.sh                           # the rest, in a second call
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
@@ -39,6 +40,19 @@ step gpu-tests 130 python3 -m pytest tests/gpu -q -p no:cacheprovider
 step sweep 150 bash -c 'python3 -m vae_sweep run &&
   python3 bench/sweep_overhead.py --folder "$(ls -td results/*/ | head -1)"'
 step trial-overhead 60 python3 bench/trial_overhead.py --device cuda --data mnist
+# A later trial costs 0.19 s outside its epochs in trial-overhead, 1.8 s in the sweep, where also
+# every trial's first epoch is ~1 s slower than its second: new model sizes, or four processes
+# sharing the GPU? First new sizes alone, then four processes at once, 2 s apart (a sweep's
+# trials start while the others train), each trial a new size.
+step trial-overhead-sizes 45 python3 bench/trial_overhead.py --device cuda --data mnist \
+  --sizes 28:900 12:751 56:719 4:399
+step trial-overhead-shared 75 bash -c 'out=$(mktemp -d); sizes=(28:900 12:751 56:719 4:399)
+  for i in 0 1 2 3; do
+    (sleep $((2 * i)); timeout 65 python3 bench/trial_overhead.py --device cuda --data mnist \
+      --sizes "${sizes[@]:i}" "${sizes[@]:0:i}" >"$out/$i.txt" 2>&1) &
+  done
+  wait
+  for i in 0 1 2 3; do echo "--- process $((i + 1)) of 4, started $((2 * i)) s in"; cat "$out/$i.txt"; done'
 step tutorial 200 python3 bench/tune_tutorial.py --data mnist
 step packing 150 python3 bench/packing.py --data mnist --shares 0.5 0.25 0.125
 step eager-throughput 45 python3 bench/throughput.py --device cuda --data mnist --train-limit 0 \

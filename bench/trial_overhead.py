@@ -9,7 +9,12 @@ trial also pays what a cold process pays once, timed first: importing torch._dyn
 torch.optim does on the first step) and, on a GPU, creating the CUDA context; trial 1's
 set-up less the warm `make_step` shows the rest (cuDNN's first autotuning, lazy kernels).
 
+A sweep's trials differ from these in two ways: each is a new model size, and on a GPU four
+processes share it. `--sizes` gives each trial its own size; several copies of this script run
+at once on one GPU share it (bench/gpu_checks.sh does both), which separates the two.
+
     python bench/trial_overhead.py --device cuda --data mnist            # the default space's size
+    python bench/trial_overhead.py --device cuda --data mnist --sizes 28:900 12:751 56:719 4:399
     python bench/trial_overhead.py --train-limit 1024 --epochs 3         # CPU, quick
 """
 
@@ -19,6 +24,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -96,6 +102,15 @@ def capture_seconds(config: TrainConfig, data, device: torch.device, precision: 
     return time.perf_counter() - start
 
 
+def model_size(text: str) -> tuple[int, int]:
+    """ "28:900" -> (z_dim 28, fc_size 900)."""
+    try:
+        z_dim, fc_size = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected Z_DIM:FC_SIZE, e.g. 28:900") from None
+    return z_dim, fc_size
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -106,20 +121,32 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--z-dim", type=int, default=28)
     p.add_argument("--fc-size", type=int, default=900)
+    p.add_argument(
+        "--sizes",
+        type=model_size,
+        nargs="+",
+        help="Z_DIM:FC_SIZE of each trial in turn, as a sweep's trials differ (default: "
+        "--z-dim and --fc-size for every trial)",
+    )
     p.add_argument("--threads", type=int, default=1, help="a sweep's trial gets 1 CPU")
     args = p.parse_args()
 
     device = resolve_device(args.device)
     cold = cold_start(device)
     data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None)
+    sizes = args.sizes or [(args.z_dim, args.fc_size)]
     config = TrainConfig(
-        z_dim=args.z_dim,
-        fc_size=args.fc_size,
+        z_dim=sizes[0][0],
+        fc_size=sizes[0][1],
         epochs=args.epochs,
         device=device.type,
         threads=args.threads,
         lr_schedule="cosine",
     )
+    configs = [
+        replace(config, z_dim=z_dim, fc_size=fc_size)
+        for z_dim, fc_size in (sizes[i % len(sizes)] for i in range(args.trials))
+    ]
     precision = resolve_precision(
         config.precision,
         device,
@@ -130,13 +157,14 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "-"
     print(
         f"{args.trials} trials x {args.epochs} epochs of {len(data.train_x)} images in one "
-        f"process; z_dim {args.z_dim}, fc {args.fc_size}, {precision}; gpu {gpu}"
+        f"process; z_dim:fc {' '.join(f'{z}:{fc}' for z, fc in sizes)}, {precision}; gpu {gpu}"
     )
     print("cold process, once: " + ", ".join(f"{k} {v:.3f} s" for k, v in cold.items()))
-    rows = [one_trial(config, data, device) for _ in range(args.trials)]
-    print("seconds     " + " ".join(f"{k:>17}" for k in rows[0]))
-    for i, row in enumerate(rows, 1):
-        print(f"trial {i:<5} " + " ".join(f"{v:17.3f}" for v in row.values()))
+    rows = [one_trial(c, data, device) for c in configs]
+    print("seconds           " + " ".join(f"{k:>17}" for k in rows[0]))
+    for i, (c, row) in enumerate(zip(configs, rows, strict=True), 1):
+        label = f"{i} ({c.z_dim}:{c.fc_size})"
+        print(f"trial {label:<11} " + " ".join(f"{v:17.3f}" for v in row.values()))
     capture = capture_seconds(config, data, device, precision)
     print(f"make_step alone, warm process (graph capture on CUDA): {capture:.3f} s")
 
