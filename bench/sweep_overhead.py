@@ -140,10 +140,16 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
     runs = trial_runs(folder)
     if not runs:
         return None
+    started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
     first, later, gaps, last_on = [], [], [], {}  # last_on: a worker's last report so far
+    workers_start = []  # each worker's code imported, its first trial's start and first epoch's
     for rows in runs:
         worker = (rows[0]["node_id"], rows[0]["pid"])  # a process id is unique on its node
         (later if worker in last_on else first).append(rows[0]["outside_epochs_seconds"])
+        if worker not in last_on and "code_imported_at" in rows[0]:
+            epoch = rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
+            marks = (rows[0]["code_imported_at"], rows[0]["trial_started_at"], epoch)
+            workers_start.append([mark - started for mark in marks])
         if worker in last_on:
             gaps.append(rows[0]["trial_started_at"] - last_on[worker])
         last_on[worker] = rows[-1]["epoch_ended_at"]
@@ -154,8 +160,15 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
     rows = [r for run in runs for r in run]
     first_epoch = min(r["epoch_ended_at"] - r["epoch_seconds"] for r in rows)
     last_epoch = max(r["epoch_ended_at"] for r in rows)
-    started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
     finished = started + sweep.fit  # FinishedSweep.fit: started_at to finished_at
+    start_lines = []
+    if workers_start:
+        imported, trial, epoch = (median(marks) for marks in zip(*workers_start, strict=True))
+        start_lines.append(
+            f"  a worker's start, after the tuning's: its process had the trial's code (Ray "
+            f"Tune, torch, vae_core) imported at {imported}, its first trial started at {trial}, "
+            f"and that trial's first epoch at {epoch} ({len(workers_start)} workers)"
+        )
     return "\n".join(
         [
             "time outside epochs (medians, seconds):",
@@ -168,6 +181,7 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
             f"checkpoint, tune.report, Ray's hand-over): {median(gaps)} ({len(gaps)})",
             f"  from the tuning's start to the first epoch's: {first_epoch - started:.2f}; "
             f"from the last epoch's end to the tuning's end: {finished - last_epoch:.2f}",
+            *start_lines,
         ]
     )
 

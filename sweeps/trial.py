@@ -24,6 +24,10 @@ from vae_core.device import resolve_device, resolve_precision
 from vae_core.step import uses_cuda_graph
 from vae_core.train import train
 
+# When this worker process had the trial's code imported (Ray Tune, torch, vae_core): with the
+# trials' start and epoch times, where a sweep's first seconds go (bench/sweep_overhead.py).
+CODE_IMPORTED_AT = time.time()
+
 
 def run_trial(config: dict, data: WorkerData) -> None:
     """The trainable: `config` is a TrainConfig's fields; `data` comes through the object
@@ -57,7 +61,8 @@ class TuneReport:
     checkpoint, before Ray copies it), `report_seconds` (the previous epoch's `tune.report`:
     Ray copying its checkpoint and waiting for Tune's controller to let the trial go on),
     `trial_started_at` and `epoch_ended_at` (Unix times of the trial's start and of this
-    report: with `epoch_seconds`, when each epoch ran, and the gaps between trials).
+    report: with `epoch_seconds`, when each epoch ran, and the gaps between trials), and
+    `code_imported_at` (when the worker process had imported this module).
     """
 
     def __init__(self, config: TrainConfig, history: list[dict]) -> None:
@@ -97,6 +102,7 @@ class TuneReport:
             report_seconds=self.report_seconds,
             trial_started_at=self.started_at,
             epoch_ended_at=time.time(),
+            code_imported_at=CODE_IMPORTED_AT,
         )
         if state is None:  # diverged: nothing worth keeping
             self._report(metrics)

@@ -196,6 +196,9 @@ def test_results_json_times_each_epoch(small_sweep, tables):
         assert all(r["outside_epochs_seconds"] >= 0 for r in rows)
         assert len({r["trial_started_at"] for r in rows}) == 1
         assert rows[0]["trial_started_at"] <= rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
+        # The worker had the trial's code imported before the trial started, and kept it.
+        assert len({r["code_imported_at"] for r in rows}) == 1
+        assert rows[0]["code_imported_at"] <= rows[0]["trial_started_at"]
 
 
 def test_sweep_json_records_how_the_results_were_made(small_sweep):
