@@ -18,8 +18,8 @@ LOCAL_NODE_IP = "127.0.0.1"
 NODE_IP_ENV = "VAE_SWEEP_NODE_IP"  # overrides LOCAL_NODE_IP for `vae-sweep run` (tests use it)
 SHARED_STORAGE_ENV = "VAE_SWEEP_SHARED_STORAGE"  # "1": --shared-storage (for `ray job submit`)
 DEFAULT_STORAGE = "results"  # under the current directory, made absolute when the sweep starts
-# 4 trials a GPU: 1.6x the sweep speed of 1 on an H100 with eager steps; with graph-captured
-# steps sharing adds no GPU throughput but hides each trial's start-up (BENCHMARKS.md, packing).
+# 4 trials a GPU: the fastest end to end of 0.5, 0.25 and 0.125 with graph-captured steps on an
+# H200 (bench/packing.py: 1.14x over 0.5); sharing hides each trial's start-up (BENCHMARKS.md).
 GPU_SHARE = 0.25
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

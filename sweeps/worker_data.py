@@ -20,7 +20,6 @@ class WorkerData:
     worker process (a trial must not change them: the next trial on that worker reads them)."""
 
     def __init__(self, splits: MnistSplits) -> None:
-        self.source = splits.source
         self._ref = ray.put(splits)
 
     def on(self, device: torch.device) -> MnistSplits:
