@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from datetime import datetime
 
 import pandas as pd
 
@@ -27,6 +28,14 @@ def nats(value: float | None) -> str:
     return fixed(value) or "not finite"
 
 
+def to_the_second(stamp: str) -> str:
+    """An ISO 8601 time from sweep.json (kept there to the millisecond) as the report shows it."""
+    try:
+        return datetime.fromisoformat(stamp).isoformat(timespec="seconds")
+    except (TypeError, ValueError):  # a hand-edited sweep.json: show what it says
+        return str(stamp)
+
+
 def meta_lines(results: SweepResults, s: AnalysisSummary) -> list[str]:
     """The lines under the title: trials, data, dates, where the results are, the command."""
     escape = html.escape
@@ -34,7 +43,7 @@ def meta_lines(results: SweepResults, s: AnalysisSummary) -> list[str]:
     parts = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in STATUSES if k in counts)
     sweep = results.sweep
     when = " &rarr; ".join(
-        escape(str(sweep[k])) for k in ("started_at", "finished_at") if sweep.get(k)
+        escape(to_the_second(sweep[k])) for k in ("started_at", "finished_at") if sweep.get(k)
     )
     data = s.data
     lines = [

@@ -9,6 +9,14 @@ Optuna's suggestions, and slots idle while the last trials finish.
     python bench/sweep_overhead.py                         # 16 trials of the quick space
     python bench/sweep_overhead.py --trials 16 --data mnist-5k --node-ip 127.0.0.9
     python bench/sweep_overhead.py --folder results/NAME   # a finished sweep's share
+
+On a GPU, `--gpu-log` adds how busy the GPU itself was during the tuning, from nvidia-smi's
+utilization samples (the share of time a kernel was running), logged while the sweep ran:
+
+    nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits \
+        -lms 500 > gpu.csv &
+    vae-sweep run; kill %1
+    python bench/sweep_overhead.py --folder results/NAME --gpu-log gpu.csv
 """
 
 from __future__ import annotations
@@ -45,9 +53,14 @@ def main() -> None:
     parser.add_argument("--data", default="mnist-5k")
     parser.add_argument("--node-ip", default=LOCAL_NODE_IP)
     parser.add_argument("--folder", type=Path, help="report on this finished sweep; run none")
+    parser.add_argument(
+        "--gpu-log", type=Path, help="with --folder: nvidia-smi's samples during it (above)"
+    )
     args = parser.parse_args()
     if args.folder:
         print(report(args.folder))
+        if args.gpu_log:
+            print(gpu_busy(args.gpu_log, FinishedSweep.read(args.folder)))
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sweep's progress
 
@@ -142,13 +155,20 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
         return None
     started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
     first, later, gaps, last_on = [], [], [], {}  # last_on: a worker's last report so far
-    workers_start = []  # each worker's code imported, its first trial's start and first epoch's
+    # Each worker's start: when it began importing vae-sweep's code (Ray Tune already imported,
+    # torch not yet) and had it imported, its first trial's start and that trial's first epoch.
+    workers_start = []
     for rows in runs:
         worker = (rows[0]["node_id"], rows[0]["pid"])  # a process id is unique on its node
         (later if worker in last_on else first).append(rows[0]["outside_epochs_seconds"])
-        if worker not in last_on and "code_imported_at" in rows[0]:
+        if worker not in last_on and "import_started_at" in rows[0]:
             epoch = rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
-            marks = (rows[0]["code_imported_at"], rows[0]["trial_started_at"], epoch)
+            marks = (
+                rows[0]["import_started_at"],
+                rows[0]["code_imported_at"],
+                rows[0]["trial_started_at"],
+                epoch,
+            )
             workers_start.append([mark - started for mark in marks])
         if worker in last_on:
             gaps.append(rows[0]["trial_started_at"] - last_on[worker])
@@ -163,11 +183,14 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
     finished = started + sweep.fit  # FinishedSweep.fit: started_at to finished_at
     start_lines = []
     if workers_start:
-        imported, trial, epoch = (median(marks) for marks in zip(*workers_start, strict=True))
+        began, imported, trial, epoch = (
+            median(marks) for marks in zip(*workers_start, strict=True)
+        )
         start_lines.append(
-            f"  a worker's start, after the tuning's: its process had the trial's code (Ray "
-            f"Tune, torch, vae_core) imported at {imported}, its first trial started at {trial}, "
-            f"and that trial's first epoch at {epoch} ({len(workers_start)} workers)"
+            f"  a worker's start, after the tuning's: its process began importing vae-sweep "
+            f"(Ray Tune imported by then) at {began}, had it imported (torch, vae_core) at "
+            f"{imported}, started its first trial at {trial}, and that trial's first epoch at "
+            f"{epoch} ({len(workers_start)} workers)"
         )
     return "\n".join(
         [
@@ -203,6 +226,32 @@ def training_share(folder: Path, sweep: FinishedSweep | None = None) -> str:
         f"{os.cpu_count()} CPUs: tuning {sweep.fit:.1f} s; training share of the tuning time "
         f"{sweep.training / (sweep.slots * sweep.fit):.1%} of slot time"
         + ("" if covered is None else f", {covered / sweep.fit:.1%} with some trial in an epoch")
+    )
+
+
+def gpu_busy(log: Path, sweep: FinishedSweep | None) -> str:
+    """The mean of nvidia-smi's utilization.gpu samples within the tuning: the share of its
+    time in which the GPU ran a kernel (for each sample, over nvidia-smi's last sample period,
+    1/6 s to 1 s by the card). The log's times are this machine's local time, as is
+    datetime.timestamp() of a naive time."""
+    if sweep is None:
+        return "nvidia-smi: the sweep did not finish"
+    started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
+    samples = []
+    for line in log.read_text().splitlines():
+        stamp, _, utilization = line.rpartition(",")
+        try:
+            at = datetime.strptime(stamp.strip(), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            busy = float(utilization)
+        except ValueError:  # a line that is not a sample (nvidia-smi's own messages)
+            continue
+        if started <= at <= started + sweep.fit:
+            samples.append(busy)
+    if not samples:
+        return f"nvidia-smi: no samples of {log} fall within the tuning"
+    return (
+        f"nvidia-smi: the GPU ran a kernel {statistics.mean(samples):.1f}% of the tuning time "
+        f"(mean of {len(samples)} utilization samples)"
     )
 
 

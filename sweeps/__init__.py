@@ -10,7 +10,14 @@ results.py (the tables), progress.py (the log), resources.py (preflight), local_
 Ray runs), record.py (sweep.json).
 """
 
-from sweeps.config import SweepConfig
+import time
+
+# When this process began importing vae-sweep's code. In a trial's worker that is once Ray has
+# unpickled the trainable's Ray Tune class and before torch: with sweeps.trial's
+# CODE_IMPORTED_AT, bench/sweep_overhead.py splits a worker's start between the two.
+IMPORT_STARTED_AT = time.time()
+
+from sweeps.config import SweepConfig  # noqa: E402 (after the time it stamps)
 
 __all__ = ["SweepConfig", "SweepOutcome", "run_sweep"]
 

@@ -69,7 +69,9 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
         _fit(config, data, results_dir, slots)
-    return _finish(config, results_dir, record)
+        # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
+        ended_at = now()
+    return _finish(config, results_dir, record, ended_at)
 
 
 def storage_root(path: str) -> str:
@@ -170,11 +172,12 @@ def _fit(config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | 
         db.upload()
 
 
-def _finish(config: SweepConfig, results_dir: str, record: dict) -> SweepOutcome:
-    """The outcome from trials.parquet; a sweep that ran all its trials is marked finished."""
+def _finish(config: SweepConfig, results_dir: str, record: dict, ended_at: str) -> SweepOutcome:
+    """The outcome from trials.parquet; a sweep that ran all its trials is marked finished
+    (at `ended_at`, when its tuning ended)."""
     trials = storage.read_parquet(storage.join(results_dir, TRIALS))
     outcome = SweepOutcome(results_dir, trials, config.samples, config.space.param_names)
     if not outcome.interrupted:  # an interrupted sweep is not finished: --resume ends it
-        record["finished_at"] = now()
+        record["finished_at"] = ended_at
         write_sweep_json(results_dir, record)
     return outcome

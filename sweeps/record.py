@@ -17,7 +17,10 @@ from vae_core.data import MnistSplits
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Milliseconds: the tuning's length (started_at to finished_at) and when each trial's
+    # epochs ran (Unix times in result.json) are read against these, down to fractions of a
+    # second (bench/sweep_overhead.py); whole seconds skewed them by up to a second.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def sweep_record(

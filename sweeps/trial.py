@@ -18,6 +18,7 @@ from ray import tune
 
 from results_folder import load_checkpoint, save_checkpoint
 from results_folder.layout import CHECKPOINT_FILE
+from sweeps import IMPORT_STARTED_AT
 from sweeps.worker_data import WorkerData
 from vae_core.config import TrainConfig
 from vae_core.device import resolve_device, resolve_precision
@@ -62,7 +63,8 @@ class TuneReport:
     Ray copying its checkpoint and waiting for Tune's controller to let the trial go on),
     `trial_started_at` and `epoch_ended_at` (Unix times of the trial's start and of this
     report: with `epoch_seconds`, when each epoch ran, and the gaps between trials), and
-    `code_imported_at` (when the worker process had imported this module).
+    `import_started_at` and `code_imported_at` (when the worker process began importing
+    vae-sweep's code, and when it had imported this module).
     """
 
     def __init__(self, config: TrainConfig, history: list[dict]) -> None:
@@ -102,6 +104,7 @@ class TuneReport:
             report_seconds=self.report_seconds,
             trial_started_at=self.started_at,
             epoch_ended_at=time.time(),
+            import_started_at=IMPORT_STARTED_AT,
             code_imported_at=CODE_IMPORTED_AT,
         )
         if state is None:  # diverged: nothing worth keeping

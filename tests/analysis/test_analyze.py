@@ -105,6 +105,9 @@ def test_report_has_every_section_and_plotly_js_once(analyzed, small_sweep):
         "prior-samples",
         "tsne",
     } <= set(drawn)
+    # sweep.json keeps its times to the millisecond; the header shows them to the second.
+    started = json.loads((small_sweep / "sweep.json").read_text())["started_at"]
+    assert "." in started and started.split(".")[0] in page and started not in page
     trials = pd.read_parquet(small_sweep / "trials.parquet")
     board = page[page.index('id="leaderboard"') : page.index('id="loss-curves"')]
     assert board.count("<tr") == 1 + len(trials)  # header + one row per trial

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -196,8 +197,11 @@ def test_results_json_times_each_epoch(small_sweep, tables):
         assert all(r["outside_epochs_seconds"] >= 0 for r in rows)
         assert len({r["trial_started_at"] for r in rows}) == 1
         assert rows[0]["trial_started_at"] <= rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
-        # The worker had the trial's code imported before the trial started, and kept it.
-        assert len({r["code_imported_at"] for r in rows}) == 1
+        # The worker began importing the trial's code, had it imported before the trial
+        # started, and kept it.
+        for mark in ("import_started_at", "code_imported_at"):
+            assert len({r[mark] for r in rows}) == 1, mark
+        assert rows[0]["import_started_at"] < rows[0]["code_imported_at"]
         assert rows[0]["code_imported_at"] <= rows[0]["trial_started_at"]
 
 
@@ -222,6 +226,15 @@ def test_sweep_json_records_how_the_results_were_made(small_sweep):
         assert record[key] is not None, key
     assert record["name"] == "small" and record["metric"] == "val_loss"
     assert record["finished_at"] >= record["started_at"]
+    # To the millisecond, so that the trials' epochs (Unix times in result.json) fall inside
+    # the tuning's span as it records it: whole seconds put its end before the last epoch's.
+    started, finished = (
+        datetime.fromisoformat(record[k]).timestamp() for k in ("started_at", "finished_at")
+    )
+    for path in small_sweep.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            assert started <= row["trial_started_at"] <= row["epoch_ended_at"] <= finished
     assert set(record["space"]["params"]) == set(PARAMS)
     assert record["space"]["fixed"]["lr_schedule"] == "cosine"
     assert record["search"]["points_to_evaluate"] == [{k: POST_CONFIG[k] for k in PARAMS}]
