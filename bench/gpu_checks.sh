@@ -4,7 +4,7 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   SKIP="imports sweep trial-overhead-sizes trial-overhead-shared gpu-tests trial-overhead" \
+#   SKIP="imports sweep trial-overhead-sizes trial-overhead-shared cudnn-autotune gpu-tests" \
 #     LIMIT=400 bash bench/gpu_checks.sh                           # the rest, in a second call
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
@@ -60,6 +60,9 @@ step trial-overhead-shared 75 bash -c 'out=$(mktemp -d); sizes=(28:900 12:751 56
   done
   wait
   for i in 0 1 2 3; do echo "--- process $((i + 1)) of 4, started $((2 * i)) s in"; cat "$out/$i.txt"; done'
+# A worker's first trial set up 1.07 s slower than a warm process and ran its first epoch 1.13 s
+# slower: how much of that is cuDNN autotuning each convolution shape, and does it pay per step?
+step cudnn-autotune 70 python3 bench/cudnn_autotune.py --data mnist
 # The GPU tests: the exact-resume tests catch a checkpoint copied off the GPU before its queued
 # copies landed (vae_core.train._state). They passed on an H200 (2026-11-26) and vae_core has not
 # changed since: skip them (SKIP=gpu-tests) where the time is short and vae_core is unchanged.
