@@ -57,6 +57,10 @@ def main() -> None:
         "--gpu-log", type=Path, help="with --folder: nvidia-smi's samples during it (above)"
     )
     args = parser.parse_args()
+    if args.gpu_log and not args.folder:
+        parser.error("--gpu-log needs --folder: the sweep whose tuning its samples cover")
+    if args.gpu_log and not args.gpu_log.is_file():
+        parser.error(f"--gpu-log {args.gpu_log}: no such file")
     if args.folder:
         print(report(args.folder))
         if args.gpu_log:
@@ -96,6 +100,7 @@ class FinishedSweep:
     record: dict  # sweep.json
     epochs: pd.DataFrame  # epochs.parquet
     slots: int  # trials at once
+    started: float  # Unix time of sweep.json's started_at
     fit: float  # tuning seconds, sweep.json's started_at to finished_at
     training: float  # seconds inside epochs, all trials together
 
@@ -110,6 +115,7 @@ class FinishedSweep:
             record,
             epochs,
             slots=record["search"]["max_concurrent"],
+            started=datetime.fromisoformat(record["started_at"]).timestamp(),
             fit=seconds_between(record["started_at"], record["finished_at"]),
             training=float(epochs["epoch_seconds"].sum()),
         )
@@ -153,7 +159,7 @@ def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
     runs = trial_runs(folder)
     if not runs:
         return None
-    started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
+    started = sweep.started
     first, later, gaps, last_on = [], [], [], {}  # last_on: a worker's last report so far
     # Each worker's start: when it began importing vae-sweep's code (Ray Tune already imported,
     # torch not yet) and had it imported, its first trial's start and that trial's first epoch.
@@ -236,7 +242,7 @@ def gpu_busy(log: Path, sweep: FinishedSweep | None) -> str:
     datetime.timestamp() of a naive time."""
     if sweep is None:
         return "nvidia-smi: the sweep did not finish"
-    started = datetime.fromisoformat(sweep.record["started_at"]).timestamp()
+    started = sweep.started
     samples = []
     for line in log.read_text().splitlines():
         stamp, _, utilization = line.rpartition(",")
