@@ -32,7 +32,6 @@ from vae_core.device import configure_backends, resolve_device, resolve_precisio
 from vae_core.evaluate import per_image_elbo, recalibrate_batchnorm
 from vae_core.step import make_optimizer, make_step
 
-BATCH = 128  # the default space's
 STEPS = 300  # steady-state steps timed
 
 
@@ -57,7 +56,8 @@ def one_process(benchmark: bool, args) -> dict:
     torch.backends.cudnn.benchmark = benchmark
     data = load_mnist(args.data, args.data_root).to(device)
     graph = device.type == "cuda"
-    precision = resolve_precision("auto", device, batch_size=BATCH, graph=graph)
+    batch = args.batch_size
+    precision = resolve_precision("auto", device, batch_size=batch, graph=graph)
     model = ConvVAE(args.z_dim, args.fc_size).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, 1e-3, capturable=graph)
     noise = torch.Generator(device=device).manual_seed(0)
@@ -65,15 +65,15 @@ def one_process(benchmark: bool, args) -> dict:
     steps = []
 
     def new_step():
-        step = make_step(model, model, optimizer, noise, images, BATCH, precision, graph=graph)
+        step = make_step(model, model, optimizer, noise, images, batch, precision, graph=graph)
         steps.append(step)
 
     def evaluation():
-        recalibrate_batchnorm(model, images, batch_size=BATCH, precision=precision)
+        recalibrate_batchnorm(model, images, batch_size=batch, precision=precision)
         per_image_elbo(model, data.val_x, precision=precision)
 
-    short = torch.arange(len(images) % BATCH or BATCH - 1, device=device)
-    full = torch.randperm(len(images), device=device)[:BATCH]
+    short = torch.arange(len(images) % batch or batch - 1, device=device)
+    full = torch.randperm(len(images), device=device)[:batch]
     out = {
         "training batch, first use": timed(device, new_step),
         "short last batch, first use": timed(device, lambda: steps[0](short)),
@@ -94,6 +94,7 @@ def main() -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--z-dim", type=int, default=28)
     p.add_argument("--fc-size", type=int, default=900)
+    p.add_argument("--batch-size", type=int, default=128, help="the default space's: 128")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--child", choices=("on", "off"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -113,7 +114,7 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "-"
     print(
         f"cudnn.benchmark off (heuristics) vs on (autotuning): z_dim {args.z_dim}, fc "
-        f"{args.fc_size}, batch {BATCH}, {runs['on'][0]['precision']}; medians of "
+        f"{args.fc_size}, batch {args.batch_size}, {runs['on'][0]['precision']}; medians of "
         f"{args.rounds} fresh processes each; gpu {gpu}"
     )
     for key in runs["on"][0]:

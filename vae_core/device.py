@@ -78,10 +78,12 @@ def resolve_precision(
 
 
 def configure_backends(device: torch.device, threads: int | None) -> None:
-    """Per-process knobs: CPU threads, cuDNN autotuning and TF32 on CUDA."""
+    """Per-process knobs: CPU threads, and TF32 on CUDA."""
     if threads is not None:
         torch.set_num_threads(threads)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: autotune once
+        # cuDNN autotuning (cudnn.benchmark) stays off: on an H200 it cost a worker's first
+        # trial 1.9 s (every shape a trial meets timed before use) and its kernels stepped no
+        # faster than the heuristics' (bench/cudnn_autotune.py, BENCHMARKS.md).
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from vae_core import TrainConfig, load_mnist, train
 
@@ -39,3 +40,11 @@ def test_auto_precision_matches_fp32(sample, batch_size):
 def test_compile_trains(sample):
     result = run(sample, precision="auto", compile=True, epochs=2)
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+
+def test_leaves_cudnn_autotuning_off(sample):
+    """PyTorch keeps cuDNN's autotuning results per thread (a thread_local cache in its cuDNN
+    convolutions), and Ray Tune runs each trial in a new thread of its reused worker: with
+    autotuning on, every trial timed every convolution again (~1.9 s on an H200, BENCHMARKS.md)."""
+    run(sample, epochs=1)
+    assert torch.backends.cudnn.benchmark is False
