@@ -13,6 +13,7 @@ import pandas as pd
 from results_folder import best_trial, read_sweep_json, storage, write_sweep_json
 from results_folder.display import format_value
 from results_folder.layout import SWEEP_JSON, TRIALS
+from sweeps.bytecode import warn_if_uncompiled
 from sweeps.config import SweepConfig
 from sweeps.local_ray import ray_session
 from sweeps.optuna_study import OptunaDb, search_settings, watch_command
@@ -61,6 +62,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     if record is not None:
         config = stored_config(record, config)
     data = load_mnist(config.data, config.data_root)
+    if config.address is None:  # the workers run on this machine
+        warn_if_uncompiled()
     with ray_session(config.address, config.node_ip) as cluster:
         config = _resolve_on(cluster, config)
         slots = max_concurrent(config, cluster)
