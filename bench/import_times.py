@@ -6,7 +6,9 @@ before its first epoch. On the lent GPU machines these imports took ~2.7x as lon
 script can: the kernel (a gVisor sandbox reports 4.4.0, and serves every file system call
 itself), whether Python may write bytecode, and whether each module's compiled bytecode is
 cached; then it times each import twice, in two fresh processes one after the other (the
-second with the first's bytecode and the page cache warm).
+second with the first's bytecode and the page cache warm). On an H200 machine (2026-11-26,
+Firecracker) the answer was the bytecode: none was cached and PYTHONDONTWRITEBYTECODE was set,
+so each process compiled torch, Ray Tune and torch._dynamo again (BENCHMARKS.md).
 
     python bench/import_times.py
 """
