@@ -1,0 +1,165 @@
+"""Several trials on one GPU, time-sliced or running at once under NVIDIA MPS: images/s together.
+
+Four trials that share a GPU (`--gpus-per-trial 0.25`) are four processes, and CUDA runs one
+process's kernels at a time, switching between them: together they train no faster than one
+alone (~87,000 img/s at batch 128 on an H200, BENCHMARKS.md), while each step's small kernels
+leave most of the GPU's 132 multiprocessors idle. NVIDIA's Multi-Process Service (MPS) runs the
+kernels of several processes at the same time. This trains the same models in N processes
+at once, first time-sliced, then under an MPS daemon this script starts with a private pipe
+folder (so only its own processes use it) and stops, alternating for `--rounds`, and prints
+the training images per second of all of them together.
+
+Each process loads the data, creates its CUDA context and then waits, so that all start
+training together; the time runs from that start until the last one has finished.
+
+    python bench/mps.py --data mnist                          # 4 processes x 3 epochs, full MNIST
+    python bench/mps.py --device cpu --data mnist-5k --train-limit 512 --epochs 1 --modes off
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SIZES = ("28:900", "12:751", "56:719", "4:399")  # z_dim:fc_size, from the default sweep's trials
+
+
+def one_process(args) -> None:
+    """A child: set up, say so, wait for the go, train; print what it trained and when."""
+    import torch
+
+    from vae_core import TrainConfig, load_mnist, train
+    from vae_core.device import resolve_device
+
+    device = resolve_device(args.device)
+    data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None).to(device)
+    torch.zeros(1, device=device)  # the CUDA context (an MPS client's, under MPS)
+    z_dim, fc_size = (int(v) for v in args.child_size.split(":"))
+    config = TrainConfig(
+        z_dim=z_dim,
+        fc_size=fc_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=device.type,
+        threads=1,  # a sweep's trial gets 1 CPU
+    )
+    Path(args.child_dir, f"ready-{os.getpid()}").touch()
+    go = Path(args.child_dir, "go")
+    while not go.exists():
+        time.sleep(0.01)
+    result = train(config, data=data)
+    finished = time.time()
+    images = len(data.train_x) * len(result.history)
+    print(json.dumps({"images": images, "finished": finished, "precision": result.precision}))
+
+
+@contextmanager
+def mps_daemon(folder: Path):
+    """An MPS control daemon whose pipes are in `folder`: the environment its clients need."""
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        raise SystemExit("error: MPS needs nvidia-cuda-mps-control on the PATH (NVIDIA's driver)")
+    env = {
+        **os.environ,
+        "CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"),
+        "CUDA_MPS_LOG_DIRECTORY": str(folder / "log"),
+    }
+    for sub in ("pipe", "log"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    subprocess.run([control, "-d"], env=env, check=True)
+    try:
+        yield env
+    finally:
+        subprocess.run([control], input="quit\n", text=True, env=env, check=False)
+        time.sleep(1)  # the daemon stops its server before it exits
+
+
+def one_round(args, env: dict) -> dict:
+    """All processes at once; their images per second together, from the go to the last end."""
+    with tempfile.TemporaryDirectory(prefix="vae-sweep-mps-") as folder:
+        children = [
+            subprocess.Popen(
+                [sys.executable, __file__, *sys.argv[1:], "--child-dir", folder, "--child-size", s],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for s in args.sizes
+        ]
+        while len(list(Path(folder).glob("ready-*"))) < len(children):
+            if any(c.poll() not in (None, 0) for c in children):
+                break
+            time.sleep(0.05)
+        go = time.time()
+        Path(folder, "go").touch()
+        outs = [c.communicate() for c in children]
+    failed = [err.strip() for c, (_, err) in zip(children, outs, strict=True) if c.returncode]
+    if failed:
+        raise SystemExit(f"error: a training process failed: {failed[0].splitlines()[-1]}")
+    runs = [json.loads(out.splitlines()[-1]) for out, _ in outs]
+    wall = max(r["finished"] for r in runs) - go
+    return {
+        "wall": wall,
+        "images_per_s": sum(r["images"] for r in runs) / wall,
+        "precision": runs[0]["precision"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda", help="cpu only checks the time-sliced side runs")
+    p.add_argument("--data", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
+    p.add_argument("--processes", type=int, default=4, help="4: the default GPU share, 0.25")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--sizes", nargs="+", default=list(SIZES), help="Z_DIM:FC_SIZE per process")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--modes", nargs="+", choices=("off", "on"), default=["off", "on"])
+    p.add_argument("--child-dir", help=argparse.SUPPRESS)
+    p.add_argument("--child-size", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child_dir:
+        one_process(args)
+        return
+    if "on" in args.modes and args.device != "cuda":
+        raise SystemExit("error: MPS (--modes on) needs --device cuda")
+    args.sizes = [args.sizes[i % len(args.sizes)] for i in range(args.processes)]
+
+    runs = {mode: [] for mode in args.modes}
+    with tempfile.TemporaryDirectory(prefix="vae-sweep-mps-daemon-") as folder:
+        for _ in range(args.rounds):
+            for mode in args.modes:
+                if mode == "on":
+                    with mps_daemon(Path(folder)) as env:
+                        runs[mode].append(one_round(args, env))
+                else:
+                    runs[mode].append(one_round(args, dict(os.environ)))
+    first = next(iter(runs.values()))[0]
+    print(
+        f"{args.processes} processes at once x {args.epochs} epochs, batch {args.batch_size}, "
+        f"{first['precision']}, sizes {' '.join(args.sizes)}; medians of {args.rounds} round(s)"
+    )
+    medians = {}
+    for mode, rows in runs.items():
+        label = "MPS" if mode == "on" else "time-sliced"
+        medians[mode] = statistics.median(r["images_per_s"] for r in rows)
+        wall = statistics.median(r["wall"] for r in rows)
+        print(f"  {label:<12} {medians[mode]:10,.0f} img/s together ({wall:.1f} s)")
+    if len(medians) == 2:
+        print(f"MPS / time-sliced: {medians['on'] / medians['off']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
