@@ -82,8 +82,9 @@ def configure_backends(device: torch.device, threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     if device.type == "cuda":
-        # cuDNN autotuning (cudnn.benchmark) stays off: on an H200 it cost a worker's first
-        # trial 1.9 s (every shape a trial meets timed before use) and its kernels stepped no
-        # faster than the heuristics' (bench/cudnn_autotune.py, BENCHMARKS.md).
+        # cuDNN autotuning (cudnn.benchmark) stays off: PyTorch keeps its choices per thread
+        # and Ray Tune runs each trial in a new thread, so on an H200 every trial paid 1.9 s
+        # (each shape it meets timed before use) for kernels that stepped no faster than the
+        # heuristics' (bench/cudnn_autotune.py, BENCHMARKS.md).
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
