@@ -103,9 +103,10 @@ def one_round(args, env: dict) -> dict:
         go = time.time()
         Path(folder, "go").touch()
         outs = [c.communicate() for c in children]
-    failed = [err.strip() for c, (_, err) in zip(children, outs, strict=True) if c.returncode]
-    if failed:
-        raise SystemExit(f"error: a training process failed: {failed[0].splitlines()[-1]}")
+    for child, (_, err) in zip(children, outs, strict=True):
+        if child.returncode:  # its last line says why; a process killed by a signal says nothing
+            why = (err.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+            raise SystemExit(f"error: a training process failed: {why}")
     runs = [json.loads(out.splitlines()[-1]) for out, _ in outs]
     wall = max(r["finished"] for r in runs) - go
     return {
