@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.optim.swa_utils import update_bn
+from torch import nn
 
 from vae_core.loss import negative_elbo
 from vae_core.model import ConvVAE
@@ -68,20 +68,34 @@ def recalibrate_batchnorm(
 
     Training keeps an exponential average (momentum 0.1) of batch statistics taken while the
     weights moved; at a high learning rate it lags them, and in eval mode a rare input then
-    meets statistics no batch had and its log-variance explodes (issue 9). torch's `update_bn`
-    recomputes them as a plain average over a fixed set of training batches (the "precise
-    BatchNorm" of Wu & Johnson 2021), with fixed noise, so resumed runs evaluate alike.
+    meets statistics no batch had and its log-variance explodes (issue 9). This recomputes
+    them as a plain average over a fixed set of training batches (the "precise BatchNorm" of
+    Wu & Johnson 2021), with fixed noise, so resumed runs evaluate alike.
     """
     batch_size = max(batch_size, 2)  # training-mode BatchNorm needs two images per batch
     n = min(n_images, len(images)) // batch_size * batch_size
     if n == 0:
         return
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+    model.train()
     device = images.device
-    batches = (to_float(images[start : start + batch_size]) for start in range(0, n, batch_size))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(EVAL_SEED)  # the decoder's statistics depend on the sampled z
         with autocast(device, precision):
-            update_bn(batches, model)
+            for k, start in enumerate(range(0, n, batch_size), start=1):
+                # Momentum 1/k makes the running statistics the plain average of the first k
+                # batches'. torch's update_bn gets there with momentum None, where BatchNorm
+                # reads its batch count off the GPU: a host sync per layer and batch (96 per
+                # evaluation at batch 128), each one waiting out the other trials' turns on a
+                # shared GPU.
+                for m in norms:
+                    m.momentum = 1.0 / k
+                model(to_float(images[start : start + batch_size]))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
     model.eval()
 
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from vae_core import TrainConfig, load_mnist, train
+from vae_core import ConvVAE, TrainConfig, load_mnist, train
+from vae_core.evaluate import recalibrate_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,17 @@ def test_leaves_cudnn_autotuning_off(sample):
     autotuning on, every trial timed every convolution again (~1.9 s on an H200, BENCHMARKS.md)."""
     run(sample, epochs=1)
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_batchnorm_recalibration_never_waits_for_the_gpu(sample):
+    """Four trials share the GPU in turns: a host sync inside the evaluation's BatchNorm pass
+    waits out the others' turns, and torch's update_bn makes one per layer and batch."""
+    model = ConvVAE(12, 256).cuda().to(memory_format=torch.channels_last)
+    images = sample.train_x[:2048].cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        recalibrate_batchnorm(model, images, batch_size=128, precision="bf16")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert int(model.encoder[2].num_batches_tracked) == 16

@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from vae_core import ConvVAE
 from vae_core.evaluate import (
+    EVAL_SEED,
     OUTLIER_IQRS,
     evaluate,
     per_image_elbo,
@@ -130,3 +132,25 @@ def test_recalibration_is_deterministic_and_skips_too_few_images(sample):
     before = {k: v.clone() for k, v in a.state_dict().items()}
     recalibrate_batchnorm(a, sample.train_x[:100], batch_size=128)  # not one full batch
     assert all(torch.equal(before[k], v) for k, v in a.state_dict().items())
+
+
+def test_recalibration_is_update_bns_plain_average_and_keeps_the_momentum(sample):
+    torch.manual_seed(0)
+    model = ConvVAE(8, 64)
+    reference = ConvVAE(8, 64)
+    reference.load_state_dict(model.state_dict())
+    images = sample.train_x[:640]
+    recalibrate_batchnorm(model, images, batch_size=128)
+    # torch's own precise-BatchNorm routine over the same batches, noise and order.
+    batches = [to_float(images[s : s + 128]) for s in range(0, 640, 128)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(EVAL_SEED)
+        update_bn(batches, reference)
+    for (name, ours), theirs in zip(
+        model.state_dict().items(), reference.state_dict().values(), strict=True
+    ):
+        assert torch.equal(ours, theirs), name  # the same 1/k factors: bit for bit
+    assert model.encoder[2].num_batches_tracked.item() == 5
+    assert all(
+        m.momentum == 0.1 for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)
+    )
