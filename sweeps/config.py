@@ -46,6 +46,9 @@ class SweepConfig:
     resume: bool = False  # continue the sweep `name` instead of starting it
     command: tuple[str, ...] = ()  # the command line, recorded in sweep.json
     tensorboard: bool = False  # also write Ray's TensorBoard event files into each trial folder
+    # The trials that share a GPU run as clients of an NVIDIA MPS daemon of the local Ray's own
+    # (sweeps/mps.py), so their kernels run at the same time instead of in turns.
+    mps: bool = False
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -110,6 +113,10 @@ def _problems(c: SweepConfig) -> list[str]:
         out.append(f"--seed must be a non-negative integer, but got {c.seed!r}")
     if c.address is None:
         out.extend(_node_ip_problems(c.node_ip))
+    if c.mps and c.address is not None:
+        out.append("--mps is for a local sweep; on a cluster, run MPS on each GPU node")
+    if c.mps and gpus is not None and not 0 < gpus < 1:
+        out.append(f"--mps is for trials that share a GPU (--gpus-per-trial below 1), not {gpus!r}")
     return out
 
 

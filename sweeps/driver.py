@@ -16,6 +16,7 @@ from results_folder.layout import SWEEP_JSON, TRIALS
 from sweeps.bytecode import warn_if_uncompiled
 from sweeps.config import SweepConfig
 from sweeps.local_ray import ray_session
+from sweeps.mps import mps_env
 from sweeps.optuna_study import OptunaDb, search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
@@ -64,7 +65,10 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     data = load_mnist(config.data, config.data_root)
     if config.address is None:  # the workers run on this machine
         warn_if_uncompiled()
-    with ray_session(config.address, config.node_ip) as cluster:
+    with (
+        mps_env(config.mps) as worker_env,  # started before Ray, stopped after it
+        ray_session(config.address, config.node_ip, worker_env=worker_env) as cluster,
+    ):
         config = _resolve_on(cluster, config)
         slots = max_concurrent(config, cluster)
         data = data.limit_train(config.space.fixed.get("train_limit"))

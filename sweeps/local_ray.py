@@ -103,7 +103,9 @@ def choose_node_ip(
 
 
 @contextmanager
-def ray_session(address: str | None, node_ip: str) -> Iterator[dict[str, float]]:
+def ray_session(
+    address: str | None, node_ip: str, *, worker_env: dict[str, str] | None = None
+) -> Iterator[dict[str, float]]:
     """Connect to Ray for the duration of the block and yield the cluster's resources.
 
     Args:
@@ -111,12 +113,19 @@ def ray_session(address: str | None, node_ip: str) -> Iterator[dict[str, float]]
             off): `node_ip`, or the fallback choose_node_ip picks; "auto" or HOST:PORT joins
             a running cluster.
         node_ip: the local Ray's preferred loopback address (see the module docstring).
+        worker_env: environment variables for the local Ray's workers only (see environment).
 
     A Ray this process already joined (a test session's, a notebook's) is used as it is and
     left running.
     """
     import ray
 
+    if worker_env and (address is not None or ray.is_initialized()):
+        where = "a cluster" if address is not None else "a Ray this process has already joined"
+        raise VaeSweepError(
+            f"cannot give {', '.join(worker_env)} to the workers of {where}: only a local Ray "
+            f"that vae-sweep starts passes them on"
+        )
     if ray.is_initialized():
         yield ray.cluster_resources()
         return
@@ -126,7 +135,10 @@ def ray_session(address: str | None, node_ip: str) -> Iterator[dict[str, float]]
         if address is None:
             ip = choose_node_ip(node_ip, localhost_ok=localhost_kept())
             log.info("starting a local Ray on %s", ip)
-            ray.init(_node_ip_address=ip, include_dashboard=False, logging_level=logging.WARNING)
+            with environment(worker_env or {}):
+                ray.init(
+                    _node_ip_address=ip, include_dashboard=False, logging_level=logging.WARNING
+                )
         else:
             log.info("connecting to the Ray cluster at %s", address)
             ray.init(address=address, logging_level=logging.WARNING)
@@ -137,3 +149,24 @@ def ray_session(address: str | None, node_ip: str) -> Iterator[dict[str, float]]
         yield ray.cluster_resources()
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """`variables` set in this process's environment inside the block, as they were after.
+
+    ray.init starts the local Ray's raylet with a copy of this environment, and the raylet
+    starts every worker with a copy of its own: so the workers get `variables`, and this
+    process keeps none of them (a driver that became an MPS client would keep the sweep's MPS
+    daemon from stopping: it waits for its clients).
+    """
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -81,6 +81,12 @@ def _add_resource_options(parser: argparse.ArgumentParser) -> None:
         help="most trials at once (default: as many as the local Ray holds; on a cluster, "
         "as many as its nodes hold at each moment, growing as nodes join)",
     )
+    parser.add_argument(
+        "--mps",
+        action="store_true",
+        help="run the trials that share a GPU under an NVIDIA MPS daemon of the sweep's own, "
+        "so that their kernels run at the same time (a local sweep on a GPU)",
+    )
 
 
 def _add_place_options(parser: argparse.ArgumentParser) -> None:
@@ -201,6 +207,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         resume=args.resume,
         command=tuple(sys.argv),
         tensorboard=bool(args.tensorboard),
+        mps=args.mps,
     )
 
 

@@ -1,0 +1,132 @@
+"""NVIDIA MPS for a local sweep: the trials that share a GPU run their kernels at the same time.
+
+Trials that share a GPU (`--gpus-per-trial 0.25`) are separate processes, and CUDA runs one
+process's kernels at a time, switching between them: four graph-captured trials trained no
+faster together than one alone on an H200 (~87,000 img/s at batch 128, BENCHMARKS.md), while
+each step's small kernels leave most of the GPU's multiprocessors idle. NVIDIA's Multi-Process
+Service runs the kernels of its client processes at once.
+
+The daemon started here is the sweep's own: its pipe and log folders are a temporary folder,
+and only processes whose environment names that folder are its clients. The local Ray's
+workers get that environment (sweeps.local_ray starts Ray with it); the driver, which analyses
+the sweep on the same GPU afterwards, and any other program on the machine do not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vae_core.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+CONTROL = "nvidia-cuda-mps-control"  # ships with NVIDIA's driver
+PIPE_ENV = "CUDA_MPS_PIPE_DIRECTORY"  # where a client finds its daemon
+LOG_ENV = "CUDA_MPS_LOG_DIRECTORY"
+COMMAND_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0  # the daemon stops its server, then itself, after `quit`
+
+
+@dataclass(frozen=True)
+class MpsDaemon:
+    control: str  # the nvidia-cuda-mps-control executable
+    env: dict[str, str]  # what a process needs in its environment to be a client
+
+    def command(self, text: str) -> str:
+        """Send one command (see `man nvidia-cuda-mps-control`) and return its answer."""
+        done = subprocess.run(
+            [self.control],
+            input=text + "\n",
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+        return done.stdout
+
+    def servers(self) -> list[int]:
+        """PIDs of its MPS servers: one starts when the first client connects."""
+        return [int(w) for w in self.command("get_server_list").split() if w.isdigit()]
+
+    def clients(self, server: int) -> list[int]:
+        """PIDs of the processes connected to `server`."""
+        return [int(w) for w in self.command(f"get_client_list {server}").split() if w.isdigit()]
+
+
+@contextmanager
+def mps_daemon() -> Iterator[MpsDaemon]:
+    """Start an MPS control daemon of our own for the duration of the block, then stop it.
+
+    Raises:
+        DeviceError: no CUDA GPU, no nvidia-cuda-mps-control, or the daemon did not start.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceError("--mps needs a CUDA GPU, but none is visible")
+    control = shutil.which(CONTROL)
+    if control is None:
+        raise DeviceError(f"--mps needs NVIDIA's {CONTROL} on the PATH (it comes with the driver)")
+    # A short folder: the daemon's pipes are Unix sockets, whose paths may not exceed 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="vae-mps-", ignore_cleanup_errors=True) as folder:
+        pipe, logs = Path(folder, "pipe"), Path(folder, "log")
+        pipe.mkdir()
+        logs.mkdir()
+        daemon = MpsDaemon(control, {PIPE_ENV: str(pipe), LOG_ENV: str(logs)})
+        _start(daemon)
+        try:
+            yield daemon
+        finally:
+            _stop(daemon, pipe)
+
+
+@contextmanager
+def mps_env(on: bool) -> Iterator[dict[str, str]]:
+    """The environment that makes a process a client of an MPS daemon started for the block;
+    empty, with no daemon, when `on` is false."""
+    if not on:
+        yield {}
+        return
+    with mps_daemon() as daemon:
+        log.info(
+            "NVIDIA MPS: the trials that share a GPU run their kernels at the same time "
+            "(a daemon of the sweep's own, stopped at its end)"
+        )
+        yield daemon.env
+
+
+def _start(daemon: MpsDaemon) -> None:
+    try:
+        done = subprocess.run(
+            [daemon.control, "-d"],
+            env={**os.environ, **daemon.env},
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise DeviceError(f"cannot start an NVIDIA MPS daemon: {err}") from err
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+        raise DeviceError(f"cannot start an NVIDIA MPS daemon: {why.splitlines()[-1]}")
+
+
+def _stop(daemon: MpsDaemon, pipe: Path) -> None:
+    """Ask the daemon to quit and wait (a little) until it has: its control socket goes."""
+    try:
+        daemon.command("quit")
+    except (OSError, subprocess.TimeoutExpired) as err:
+        log.warning("the MPS daemon did not take `quit` (%s); it may still run", err)
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while (pipe / "control").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)

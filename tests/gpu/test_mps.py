@@ -1,0 +1,60 @@
+"""The sweep's own MPS daemon on a real GPU (skipped without CUDA): a process given its
+environment is its client, and a sweep with --mps runs under it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from sweeps.mps import CONTROL, mps_daemon
+from vae_core.errors import DeviceError
+
+# A CUDA process that holds its context until told to end.
+CLIENT = "import sys, torch; torch.zeros(1, device='cuda'); print('ready', flush=True); input()"
+
+
+def test_a_process_given_the_daemon_s_environment_is_its_client():
+    with mps_daemon() as daemon:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CLIENT],
+            env={**os.environ, **daemon.env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            servers = daemon.servers()
+            assert len(servers) == 1
+            assert child.pid in daemon.clients(servers[0])
+        finally:
+            child.communicate("\n", timeout=60)
+        assert child.returncode == 0
+
+
+def test_no_control_program_is_one_error_naming_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeviceError, match=CONTROL), mps_daemon():
+        pass
+
+
+def test_a_sweep_runs_under_mps(make_space, tmp_path, cli_env):
+    space = make_space("mps", samples=2, epochs=2, train_limit=2000)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vae_sweep", "run", "--mps", "--gpus-per-trial", "0.5"]
+        + ["--space", str(space), "--data", "mnist-5k", "--no-analyze"]
+        + ["--storage", str(tmp_path / "results"), "--name", "mps"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NVIDIA MPS" in proc.stderr
+    trials = pd.read_parquet(tmp_path / "results" / "mps" / "trials.parquet")
+    assert len(trials) == 2 and set(trials["device"]) == {"cuda"}
+    assert trials["status"].isin(["completed", "early_stopped"]).all()
