@@ -4,7 +4,7 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   SKIP="mps sweep-mps sweep" LIMIT=400 bash bench/gpu_checks.sh   # the rest, in a second call
+#   SKIP="mps tutorial-mps sweep-mps gpu-tests" LIMIT=400 bash bench/gpu_checks.sh  # the rest
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
@@ -43,20 +43,19 @@ step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and 
 }
 
 # The 4x goal needs the trials' kernels to run at the same time, not time-sliced: NVIDIA MPS.
-# First the same 4 trainings at once without and with it, then the default sweep under it (the
-# daemon's private pipe folder reaches the Ray workers through the environment).
+# First the same 4 trainings at once without and with it (the daemon `vae-sweep run --mps`
+# starts), then the hand-written Tune script against `vae-sweep run --mps`, 16 trials x 4
+# epochs (2.31x without MPS on the H200), then the default sweep with --mps.
 step mps 90 python3 bench/mps.py --data mnist
-step sweep-mps 130 bash -c 'mps=$(mktemp -d)
-  export CUDA_MPS_PIPE_DIRECTORY=$mps/pipe CUDA_MPS_LOG_DIRECTORY=$mps/log
-  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
-  nvidia-cuda-mps-control -d || exit 1
-  python3 -m vae_sweep run --no-analyze --name under-mps
-  rc=$?
-  echo quit | nvidia-cuda-mps-control
-  ((rc == 0)) && python3 bench/sweep_overhead.py --folder results/under-mps'
-# The default sweep, then where its time went: the split of a worker's start (began importing
-# vae-sweep, had it imported, first trial, first epoch), and how busy the GPU itself was
-# (nvidia-smi's utilization samples during the tuning).
+step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
+step sweep-mps 130 bash -c 'python3 -m vae_sweep run --mps --no-analyze --name under-mps &&
+  python3 bench/sweep_overhead.py --folder results/under-mps'
+# The GPU tests: MPS (tests/gpu/test_mps.py) and BatchNorm re-estimation without host syncs
+# are new since they last ran on a GPU. There pytest reported 94 s before the MPS tests.
+step gpu-tests 180 python3 -m pytest tests/gpu -q -p no:cacheprovider
+# The default sweep without MPS, then where its time went: the split of a worker's start
+# (began importing vae-sweep, had it imported, first trial, first epoch), and how busy the GPU
+# itself was (nvidia-smi's utilization samples during the tuning).
 step sweep 150 bash -c 'gpu=$(mktemp)
   nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 500 \
     >"$gpu" 2>&1 &
@@ -64,19 +63,15 @@ step sweep 150 bash -c 'gpu=$(mktemp)
   python3 -m vae_sweep run
   rc=$?
   kill $smi
-  ((rc == 0)) && python3 bench/sweep_overhead.py --folder "$(ls -td results/*/ | head -1)" \
+  ((rc == 0)) && python3 bench/sweep_overhead.py --folder "$(ls -td results/sweep-*/ | head -1)" \
     --gpu-log "$gpu"'
-# The GPU tests: vae_core.device changed since they last ran on a GPU (cuDNN autotuning off).
-# There pytest reported 94 s and its process took 6 s more to exit.
-step gpu-tests 130 python3 -m pytest tests/gpu -q -p no:cacheprovider
-# Issue 10's 4x goal: the hand-written Tune script against vae-sweep, 16 trials x 4 epochs.
-step tutorial 200 python3 bench/tune_tutorial.py --data mnist
+# Which share of the GPU per trial is fastest under MPS (time-sliced: 0.25, BENCHMARKS.md).
+step packing-mps 150 python3 bench/packing.py --data mnist --mps --shares 0.25 0.125
 # Each import in a fresh process, and whether its bytecode is cached.
 step imports 45 python3 bench/import_times.py
 # vae_core's own time outside epochs, trial after trial in one process, with new model sizes.
 step trial-overhead-sizes 45 python3 bench/trial_overhead.py --device cuda --data mnist \
   --sizes 28:900 12:751 56:719 4:399
-step packing 150 python3 bench/packing.py --data mnist --shares 0.5 0.25 0.125
 step cudnn-autotune 70 python3 bench/cudnn_autotune.py --data mnist
 step eager-throughput 45 python3 bench/throughput.py --device cuda --data mnist --train-limit 0 \
   --epochs 2 --rounds 3 --batch-sizes 128 512 --no-cuda-graph

@@ -5,9 +5,10 @@ process's kernels at a time, switching between them: together they train no fast
 alone (~87,000 img/s at batch 128 on an H200, BENCHMARKS.md), while each step's small kernels
 leave most of the GPU's 132 multiprocessors idle. NVIDIA's Multi-Process Service (MPS) runs the
 kernels of several processes at the same time. This trains the same models in N processes
-at once, first time-sliced, then under an MPS daemon this script starts with a private pipe
-folder (so only its own processes use it) and stops, alternating for `--rounds`, and prints
-the training images per second of all of them together.
+at once, first time-sliced, then under the MPS daemon that `vae-sweep run --mps` starts
+(sweeps/mps.py: a private pipe folder, so only these processes use it; stopped after each
+round), alternating for `--rounds`, and prints the training images per second of all of them
+together.
 
 Each process loads the data, creates its CUDA context and then waits, so that all start
 training together; the time runs from that start until the last one has finished.
@@ -21,14 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
+
+from sweeps.mps import mps_env
+from vae_core.errors import VaeSweepError
 
 SIZES = ("28:900", "12:751", "56:719", "4:399")  # z_dim:fc_size, from the default sweep's trials
 
@@ -60,27 +62,6 @@ def one_process(args) -> None:
     finished = time.time()
     images = len(data.train_x) * len(result.history)
     print(json.dumps({"images": images, "finished": finished, "precision": result.precision}))
-
-
-@contextmanager
-def mps_daemon(folder: Path):
-    """An MPS control daemon whose pipes are in `folder`: the environment its clients need."""
-    control = shutil.which("nvidia-cuda-mps-control")
-    if control is None:
-        raise SystemExit("error: MPS needs nvidia-cuda-mps-control on the PATH (NVIDIA's driver)")
-    env = {
-        **os.environ,
-        "CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"),
-        "CUDA_MPS_LOG_DIRECTORY": str(folder / "log"),
-    }
-    for sub in ("pipe", "log"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    subprocess.run([control, "-d"], env=env, check=True)
-    try:
-        yield env
-    finally:
-        subprocess.run([control], input="quit\n", text=True, env=env, check=False)
-        time.sleep(1)  # the daemon stops its server before it exits
 
 
 def one_round(args, env: dict) -> dict:
@@ -139,14 +120,10 @@ def main() -> None:
     args.sizes = [args.sizes[i % len(args.sizes)] for i in range(args.processes)]
 
     runs = {mode: [] for mode in args.modes}
-    with tempfile.TemporaryDirectory(prefix="vae-sweep-mps-daemon-") as folder:
-        for _ in range(args.rounds):
-            for mode in args.modes:
-                if mode == "on":
-                    with mps_daemon(Path(folder)) as env:
-                        runs[mode].append(one_round(args, env))
-                else:
-                    runs[mode].append(one_round(args, dict(os.environ)))
+    for _ in range(args.rounds):
+        for mode in args.modes:
+            with mps_env(mode == "on") as env:  # `vae-sweep run --mps`'s own daemon
+                runs[mode].append(one_round(args, {**os.environ, **env}))
     first = next(iter(runs.values()))[0]
     print(
         f"{args.processes} processes at once x {args.epochs} epochs, batch {args.batch_size}, "
@@ -163,4 +140,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VaeSweepError as err:  # no GPU, no MPS control program, the daemon did not start
+        raise SystemExit(f"error: {err}") from None

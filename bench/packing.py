@@ -11,6 +11,7 @@ validation loss. The fastest share is printed as the one to make sweeps.config.G
 
     python bench/packing.py                                    # 8 trials x 2 epochs, full MNIST
     python bench/packing.py --shares 1 0.5 0.25 0.125 --trials 16 --train-limit 27500
+    python bench/packing.py --mps --shares 0.25 0.125   # the trials under `vae-sweep run --mps`
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from search_spaces import load_space
 from sweeps import run_sweep
 from sweeps.config import GPU_SHARE, LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
+from sweeps.mps import mps_env
 
 
 def measure(config: SweepConfig, share: float, name: str) -> dict:
@@ -68,6 +70,7 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=27_500, help="0: all training images")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
+    p.add_argument("--mps", action="store_true", help="the trials as MPS clients (sweeps/mps.py)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -87,9 +90,10 @@ def main() -> None:
         node_ip=args.node_ip,
     )
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    print(f"{args.trials} trials x {args.epochs} epochs, space {args.space}, gpu {gpu}")
+    mps = ", under MPS" if args.mps else ""
+    print(f"{args.trials} trials x {args.epochs} epochs, space {args.space}, gpu {gpu}{mps}")
     rows = []
-    with ray_session(None, args.node_ip):
+    with mps_env(args.mps) as env, ray_session(None, args.node_ip, worker_env=env):
         # Warm the page cache, Ray's workers and torch's imports first: not counted.
         measure(replace(base, samples=2), args.shares[0], "warm-up")
         for share in args.shares:

@@ -4,11 +4,14 @@ The hand-written side follows https://docs.ray.io/en/latest/tune/examples/pytorc
 each trial loads the data itself into a DataLoader, trains the post's model in fp32 eagerly
 (sigmoid + BCE, loss.item() every step), and calls tune.report with a torch.save checkpoint
 every epoch; OptunaSearch + ASHA (grace 1, reduction 2). vae-sweep runs the same number of
-trials and epochs with the same ASHA settings and the same GPU share, in the same Ray session;
-the wall times and best validation losses (nats per image, the same 5,000 validation images)
+trials and epochs with the same ASHA settings and the same GPU share, each side in a local Ray
+of its own (with `--mps`, vae-sweep's workers are clients of `vae-sweep run --mps`'s daemon);
+the wall times (the script's Tuner.fit; vae-sweep's whole run_sweep, its data loading
+included) and the best validation losses (nats per image, the same 5,000 validation images)
 are printed with their ratio.
 
     python bench/tune_tutorial.py --data-root ../shared/mnist          # 16 trials x 4 epochs
+    python bench/tune_tutorial.py --data mnist --mps                   # vae-sweep under MPS
     python bench/tune_tutorial.py --gpus-per-trial 0 --trials 2 --epochs 1 --train-limit 500
 """
 
@@ -32,6 +35,7 @@ from search_spaces import load_space
 from sweeps import run_sweep
 from sweeps.config import LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
+from sweeps.mps import mps_env
 from sweeps.quiet import quiet_ray_and_optuna
 from vae_core import ConvVAE, load_mnist
 
@@ -145,6 +149,7 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
+    p.add_argument("--mps", action="store_true", help="vae-sweep's side as `vae-sweep run --mps`")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     quiet_ray_and_optuna()
@@ -155,11 +160,13 @@ def main() -> None:
         f"{args.trials} trials x up to {args.epochs} epochs, {args.gpus_per_trial:g} GPU and "
         f"{args.cpus_per_trial:g} CPU per trial, data {args.data}, gpu {gpu}"
     )
-    with ray_session(None, args.node_ip):
+    with mps_env(args.mps) as env, ray_session(None, args.node_ip, worker_env=env):
         ours, ours_best = vae_sweep(args, storage)
+    with ray_session(None, args.node_ip):
         theirs, theirs_best = tutorial_sweep(args, storage)
     print(f"hand-written Tune script: {theirs:.1f} s, best val loss {theirs_best:.2f}")
-    print(f"vae-sweep run:            {ours:.1f} s, best val loss {ours_best:.2f}")
+    mps = " --mps" if args.mps else ""
+    print(f"vae-sweep run{mps}:{' ' * (12 - len(mps))}{ours:.1f} s, best val loss {ours_best:.2f}")
     print(f"vae-sweep is {theirs / ours:.2f}x faster")
 
 
