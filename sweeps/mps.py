@@ -67,12 +67,8 @@ def mps_daemon() -> Iterator[MpsDaemon]:
     """Start an MPS control daemon of our own for the duration of the block, then stop it.
 
     Raises:
-        DeviceError: no CUDA GPU, no nvidia-cuda-mps-control, or the daemon did not start.
+        DeviceError: no nvidia-cuda-mps-control, or the daemon did not start.
     """
-    import torch
-
-    if not torch.cuda.is_available():
-        raise DeviceError("--mps needs a CUDA GPU, but none is visible")
     control = shutil.which(CONTROL)
     if control is None:
         raise DeviceError(f"--mps needs NVIDIA's {CONTROL} on the PATH (it comes with the driver)")
@@ -82,7 +78,7 @@ def mps_daemon() -> Iterator[MpsDaemon]:
         pipe.mkdir()
         logs.mkdir()
         daemon = MpsDaemon(control, {PIPE_ENV: str(pipe), LOG_ENV: str(logs)})
-        _start(daemon)
+        _start(daemon, logs)
         try:
             yield daemon
         finally:
@@ -92,10 +88,18 @@ def mps_daemon() -> Iterator[MpsDaemon]:
 @contextmanager
 def mps_env(on: bool) -> Iterator[dict[str, str]]:
     """The environment that makes a process a client of an MPS daemon started for the block;
-    empty, with no daemon, when `on` is false."""
+    empty, with no daemon, when `on` is false.
+
+    Raises:
+        DeviceError: no CUDA GPU, or mps_daemon's.
+    """
     if not on:
         yield {}
         return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceError("--mps needs a CUDA GPU, but none is visible")
     with mps_daemon() as daemon:
         log.info(
             "NVIDIA MPS: the trials that share a GPU run their kernels at the same time "
@@ -104,19 +108,24 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
         yield daemon.env
 
 
-def _start(daemon: MpsDaemon) -> None:
+def _start(daemon: MpsDaemon, logs: Path) -> None:
+    # Its output goes to a file, not a pipe: the daemon it forks could hold a pipe open for as
+    # long as it runs, and reading that pipe to its end would wait as long.
+    out = logs / "start.txt"
     try:
-        done = subprocess.run(
-            [daemon.control, "-d"],
-            env={**os.environ, **daemon.env},
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-        )
+        with out.open("w") as sink:
+            done = subprocess.run(
+                [daemon.control, "-d"],
+                env={**os.environ, **daemon.env},
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=COMMAND_TIMEOUT_S,
+            )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise DeviceError(f"cannot start an NVIDIA MPS daemon: {err}") from err
     if done.returncode != 0:
-        why = (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+        why = out.read_text().strip() or f"exit status {done.returncode}"
         raise DeviceError(f"cannot start an NVIDIA MPS daemon: {why.splitlines()[-1]}")
 
 

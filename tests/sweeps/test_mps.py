@@ -1,19 +1,24 @@
-"""--mps where it cannot work, and how a local Ray hands an environment to its workers only
-(what makes them clients of the sweep's MPS daemon; the daemon itself: tests/gpu/test_mps.py)."""
+"""--mps where it cannot work, our side of the MPS control program's protocol, and how a local
+Ray hands an environment to its workers only (what makes them clients of the sweep's MPS
+daemon; NVIDIA's daemon itself, with a GPU: tests/gpu/test_mps.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from sweeps import SweepConfig
 from sweeps.local_ray import ray_session
+from sweeps.mps import CONTROL, PIPE_ENV, mps_daemon
 from tests.conftest import RAY_NODE_IP, SUBPROCESS_NODE_IP
-from vae_core.errors import ConfigError, VaeSweepError
+from vae_core.errors import ConfigError, DeviceError, VaeSweepError
 
 
 @pytest.mark.parametrize(
@@ -51,12 +56,68 @@ def test_mps_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cli_env):
     assert not storage.exists()
 
 
+# Stands in for NVIDIA's nvidia-cuda-mps-control, which needs a GPU, to check our side of it:
+# `-d` leaves a background process holding the caller's output open (as a daemon that does not
+# close it would) and makes the control socket's path; a client reads one command on stdin.
+FAKE_CONTROL = """#!/bin/sh
+if [ "$1" = "-d" ]; then
+  if [ -n "$FAKE_MPS_FAIL" ]; then echo "An instance of this daemon is already running"; exit 1; fi
+  sleep 300 &
+  echo $! > "$CUDA_MPS_PIPE_DIRECTORY/pid"
+  touch "$CUDA_MPS_PIPE_DIRECTORY/control"
+  exit 0
+fi
+read -r command
+echo "$command" >> "$FAKE_MPS_COMMANDS"
+case "$command" in
+  quit) kill "$(cat "$CUDA_MPS_PIPE_DIRECTORY/pid")"; rm "$CUDA_MPS_PIPE_DIRECTORY/control" ;;
+  get_server_list) echo 4242 ;;
+  "get_client_list 4242") printf '17\\n18\\n' ;;
+esac
+"""
+
+
+@pytest.fixture
+def commands(tmp_path, monkeypatch) -> Path:
+    """The stand-in control program first on the PATH; the file its commands go to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / CONTROL
+    program.write_text(FAKE_CONTROL)
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_MPS_COMMANDS", str(tmp_path / "commands"))
+    return tmp_path / "commands"
+
+
+def test_the_daemon_starts_without_reading_its_output_to_the_end_and_quits_after(commands):
+    started = time.monotonic()
+    with mps_daemon() as daemon:
+        assert time.monotonic() - started < 10  # not waiting for the daemon to close it
+        pipe = Path(daemon.env[PIPE_ENV])
+        assert (pipe / "control").exists()
+        assert daemon.servers() == [4242] and daemon.clients(4242) == [17, 18]
+    assert commands.read_text().split() == ["get_server_list", "get_client_list", "4242", "quit"]
+    assert not pipe.exists()
+
+
+def test_a_daemon_that_cannot_start_is_one_error_with_its_reason(commands, monkeypatch):
+    monkeypatch.setenv("FAKE_MPS_FAIL", "1")
+    with pytest.raises(DeviceError) as err, mps_daemon():
+        pass
+    assert str(err.value) == (
+        "cannot start an NVIDIA MPS daemon: An instance of this daemon is already running"
+    )
+    assert not commands.exists()  # nothing to stop
+
+
 # A local Ray started with worker_env: what one of its workers and the driver itself see.
 PROBE = textwrap.dedent(
     """
     import os, sys
     import ray
     from sweeps.local_ray import ray_session
+from sweeps.mps import CONTROL, PIPE_ENV, mps_daemon
 
     @ray.remote(num_cpus=1)
     def seen():
