@@ -117,7 +117,6 @@ PROBE = textwrap.dedent(
     import os, sys
     import ray
     from sweeps.local_ray import ray_session
-from sweeps.mps import CONTROL, PIPE_ENV, mps_daemon
 
     @ray.remote(num_cpus=1)
     def seen():
