@@ -1,6 +1,6 @@
 """--mps where it cannot work, our side of the MPS control program's protocol, and how a local
 Ray hands an environment to its workers only (what makes them clients of the sweep's MPS
-daemon; NVIDIA's daemon itself, with a GPU: tests/gpu/test_mps.py)."""
+daemon; NVIDIA's daemon itself, with a GPU: tests/gpu/test_mps_daemon.py)."""
 
 from __future__ import annotations
 
