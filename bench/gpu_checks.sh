@@ -50,8 +50,8 @@ step mps 90 python3 bench/mps.py --data mnist
 step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
 step sweep-mps 130 bash -c 'python3 -m vae_sweep run --mps --no-analyze --name under-mps &&
   python3 bench/sweep_overhead.py --folder results/under-mps'
-# The GPU tests: MPS (tests/gpu/test_mps_daemon.py) and BatchNorm re-estimation without host syncs
-# are new since they last ran on a GPU. There pytest reported 94 s before the MPS tests.
+# The GPU tests: MPS (tests/gpu/test_mps_daemon.py) and BatchNorm re-estimation without host
+# syncs are new since they last ran on a GPU. There pytest reported 94 s before the MPS tests.
 step gpu-tests 180 python3 -m pytest tests/gpu -q -p no:cacheprovider
 # The default sweep without MPS, then where its time went: the split of a worker's start
 # (began importing vae-sweep, had it imported, first trial, first epoch), and how busy the GPU
