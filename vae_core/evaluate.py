@@ -82,18 +82,19 @@ def recalibrate_batchnorm(
         m.reset_running_stats()
     model.train()
     device = images.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(EVAL_SEED)  # the decoder's statistics depend on the sampled z
-        with autocast(device, precision):
-            for k, start in enumerate(range(0, n, batch_size), start=1):
-                # Momentum 1/k makes the running statistics the plain average of the first k
-                # batches'. torch's update_bn gets there with momentum None, where BatchNorm
-                # reads its batch count off the GPU: a host sync per layer and batch (96 per
-                # evaluation at batch 128), each one waiting out the other trials' turns on a
-                # shared GPU.
-                for m in norms:
-                    m.momentum = 1.0 / k
-                model(to_float(images[start : start + batch_size]))
+    # Fixed noise, since the decoder's statistics depend on the sampled z: a generator of our
+    # own draws what the global one seeded with EVAL_SEED would, without touching process-wide
+    # state that another training thread may be using.
+    noise = torch.Generator(device=device).manual_seed(EVAL_SEED)
+    with autocast(device, precision):
+        for k, start in enumerate(range(0, n, batch_size), start=1):
+            # Momentum 1/k makes the running statistics the plain average of the first k
+            # batches'. torch's update_bn gets there with momentum None, where BatchNorm reads
+            # its batch count off the GPU: a host sync per layer and batch (96 per evaluation
+            # at batch 128), each one waiting out the other trials' turns on a shared GPU.
+            for m in norms:
+                m.momentum = 1.0 / k
+            model(to_float(images[start : start + batch_size]), generator=noise)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.eval()
