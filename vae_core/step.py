@@ -16,6 +16,7 @@ one is skipped, as before, because BatchNorm cannot normalise it in training mod
 from __future__ import annotations
 
 import copy
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -24,6 +25,10 @@ from vae_core.evaluate import autocast, to_float
 from vae_core.loss import negative_elbo
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (the torch docs' example uses 3)
+# Several runs may train in one process, each in a thread on its own CUDA stream (bench/mps.py's
+# "streams" mode). torch.cuda.graph synchronizes the whole device before it captures, which
+# must not happen while another thread's capture is open: captures take turns.
+_CAPTURE = threading.Lock()
 
 
 def uses_cuda_graph(device: torch.device, cuda_graph: bool, compile_: bool) -> bool:
@@ -184,9 +189,12 @@ class GraphStep:
             # The reparameterisation draws from our own generator, not the default one: the
             # graph must own its state so that each replay draws fresh noise, in eager order.
             graph.register_generator_state(self.noise)
-            with torch.cuda.graph(graph):
+            # Capture on our side stream (torch.cuda.graph's default is one stream for the
+            # whole process); "thread_local" lets other threads' runs go on meanwhile, while
+            # this thread may still make no call that capture forbids.
+            with _CAPTURE, torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 self._body()
-        torch.cuda.synchronize()
+        torch.cuda.current_stream().synchronize()  # this run's work only, not other threads'
         return graph
 
     def __call__(self, idx: torch.Tensor) -> None:
