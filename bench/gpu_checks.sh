@@ -4,7 +4,7 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   SKIP="mps tutorial-mps sweep-mps gpu-tests" LIMIT=400 bash bench/gpu_checks.sh  # the rest
+#   SKIP="mps tutorial-mps gpu-tests" LIMIT=400 bash bench/gpu_checks.sh  # the rest
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
@@ -42,17 +42,19 @@ step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and 
   echo "=== $name: exit $? after $((SECONDS - start)) s"
 }
 
-# The 4x goal needs the trials' kernels to run at the same time, not time-sliced: NVIDIA MPS.
-# First the same 4 trainings at once without and with it (the daemon `vae-sweep run --mps`
-# starts), then the hand-written Tune script against `vae-sweep run --mps`, 16 trials x 4
-# epochs (2.31x without MPS on the H200), then the default sweep with --mps.
-step mps 90 python3 bench/mps.py --data mnist
+# The 4x goal needs the trials' kernels to run at the same time, not time-sliced. First the
+# same 4 trainings at once: time-sliced processes, the processes under NVIDIA MPS (the daemon
+# `vae-sweep run --mps` starts), and one process training all 4 in threads on CUDA streams of
+# their own. Then the hand-written Tune script against `vae-sweep run --mps`, 16 trials x 4
+# epochs (2.31x without MPS on the H200).
+step mps 130 python3 bench/mps.py --data mnist
 step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
+# The GPU tests: MPS (tests/gpu/test_mps_daemon.py), BatchNorm re-estimation without host
+# syncs and runs in threads on streams of their own are new since they last ran on a GPU.
+# There pytest reported 94 s before those.
+step gpu-tests 180 python3 -m pytest tests/gpu -q -p no:cacheprovider
 step sweep-mps 130 bash -c 'python3 -m vae_sweep run --mps --no-analyze --name under-mps &&
   python3 bench/sweep_overhead.py --folder results/under-mps'
-# The GPU tests: MPS (tests/gpu/test_mps_daemon.py) and BatchNorm re-estimation without host
-# syncs are new since they last ran on a GPU. There pytest reported 94 s before the MPS tests.
-step gpu-tests 180 python3 -m pytest tests/gpu -q -p no:cacheprovider
 # The default sweep without MPS, then where its time went: the split of a worker's start
 # (began importing vae-sweep, had it imported, first trial, first epoch), and how busy the GPU
 # itself was (nvidia-smi's utilization samples during the tuning).

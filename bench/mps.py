@@ -1,20 +1,25 @@
-"""Several trials on one GPU, time-sliced or running at once under NVIDIA MPS: images/s together.
+"""Several trials on one GPU: time-sliced, under NVIDIA MPS, or in one process on CUDA streams.
 
 Four trials that share a GPU (`--gpus-per-trial 0.25`) are four processes, and CUDA runs one
 process's kernels at a time, switching between them: together they train no faster than one
 alone (~87,000 img/s at batch 128 on an H200, BENCHMARKS.md), while each step's small kernels
-leave most of the GPU's 132 multiprocessors idle. NVIDIA's Multi-Process Service (MPS) runs the
-kernels of several processes at the same time. This trains the same models in N processes
-at once, first time-sliced, then under the MPS daemon that `vae-sweep run --mps` starts
-(sweeps/mps.py: a private pipe folder, so only these processes use it; stopped after each
-round), alternating for `--rounds`, and prints the training images per second of all of them
-together.
+leave most of the GPU's 132 multiprocessors idle. Two ways to run several trials' kernels at
+the same time, measured here against the time-sliced processes (mode "off"):
+- "on": the same processes under NVIDIA's Multi-Process Service, with the daemon that
+  `vae-sweep run --mps` starts (sweeps/mps.py: a private pipe folder, so only these processes
+  use it; stopped after each round);
+- "streams": one process trains all the models, each with vae_core's train() in a thread of
+  its own on a CUDA stream of its own (what issue 10 calls several models trained in one
+  process; one CUDA context, so the GPU need not switch between processes).
+Modes alternate for `--rounds`; it prints the training images per second of all the models
+together, and each mode's ratio to the time-sliced one.
 
 Each process loads the data, creates its CUDA context and then waits, so that all start
-training together; the time runs from that start until the last one has finished.
+training together; the time runs from that start until the last model has finished.
 
-    python bench/mps.py --data mnist                          # 4 processes x 3 epochs, full MNIST
-    python bench/mps.py --device cpu --data mnist-5k --train-limit 512 --epochs 1 --modes off
+    python bench/mps.py --data mnist                          # 4 models x 3 epochs, full MNIST
+    python bench/mps.py --device cpu --data mnist-5k --train-limit 512 --epochs 1 \
+        --modes off streams --models 2                       # the plumbing, on a CPU
 """
 
 from __future__ import annotations
@@ -27,16 +32,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from sweeps.mps import mps_env
 from vae_core.errors import VaeSweepError
 
 SIZES = ("28:900", "12:751", "56:719", "4:399")  # z_dim:fc_size, from the default sweep's trials
+MODES = {"off": "time-sliced", "on": "MPS", "streams": "streams"}  # and how the table calls them
 
 
 def one_process(args) -> None:
-    """A child: set up, say so, wait for the go, train; print what it trained and when."""
+    """A child: set up, say so, wait for the go, train its models (more than one: each in a
+    thread on a CUDA stream of its own); print what it trained and when it finished."""
     import torch
 
     from vae_core import TrainConfig, load_mnist, train
@@ -45,37 +54,52 @@ def one_process(args) -> None:
     device = resolve_device(args.device)
     data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None).to(device)
     torch.zeros(1, device=device)  # the CUDA context (an MPS client's, under MPS)
-    z_dim, fc_size = (int(v) for v in args.child_size.split(":"))
-    config = TrainConfig(
-        z_dim=z_dim,
-        fc_size=fc_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        device=device.type,
-        threads=1,  # a sweep's trial gets 1 CPU
-    )
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # the data is in place before other streams read it
+    configs = [
+        TrainConfig(
+            z_dim=int(size.split(":")[0]),
+            fc_size=int(size.split(":")[1]),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            device=device.type,
+            threads=1,  # a sweep's trial gets 1 CPU
+        )
+        for size in args.child_sizes
+    ]
+
+    def on_own_stream(config):
+        with torch.cuda.stream(torch.cuda.Stream()) if device.type == "cuda" else nullcontext():
+            return train(config, data=data)
+
     Path(args.child_dir, f"ready-{os.getpid()}").touch()
     go = Path(args.child_dir, "go")
     while not go.exists():
         time.sleep(0.01)
-    result = train(config, data=data)
+    if len(configs) == 1:  # as a Ray trial trains: one model, on the default stream
+        results = [train(configs[0], data=data)]
+    else:
+        with ThreadPoolExecutor(len(configs)) as pool:
+            results = list(pool.map(on_own_stream, configs))
     finished = time.time()
-    images = len(data.train_x) * len(result.history)
-    print(json.dumps({"images": images, "finished": finished, "precision": result.precision}))
+    images = sum(len(data.train_x) * len(r.history) for r in results)
+    print(json.dumps({"images": images, "finished": finished, "precision": results[0].precision}))
 
 
-def one_round(args, env: dict) -> dict:
-    """All processes at once; their images per second together, from the go to the last end."""
+def one_round(args, env: dict, groups: list[list[str]]) -> dict:
+    """A process per group of model sizes, all at once; the images per second of all their
+    models together, from the go to the last end."""
     with tempfile.TemporaryDirectory(prefix="vae-sweep-mps-") as folder:
         children = [
             subprocess.Popen(
-                [sys.executable, __file__, *sys.argv[1:], "--child-dir", folder, "--child-size", s],
+                [sys.executable, __file__, *sys.argv[1:], "--child-dir", folder]
+                + ["--child-sizes", *sizes],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for s in args.sizes
+            for sizes in groups
         ]
         while len(list(Path(folder).glob("ready-*"))) < len(children):
             if any(c.poll() not in (None, 0) for c in children):
@@ -99,44 +123,45 @@ def one_round(args, env: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda", help="cpu only checks the time-sliced side runs")
+    p.add_argument("--device", default="cuda", help="cpu: only checks that off and streams run")
     p.add_argument("--data", default="auto")
     p.add_argument("--data-root", default=None)
     p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
-    p.add_argument("--processes", type=int, default=4, help="4: the default GPU share, 0.25")
+    p.add_argument("--models", type=int, default=4, help="4: as at the GPU share 0.25")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--sizes", nargs="+", default=list(SIZES), help="Z_DIM:FC_SIZE per process")
+    p.add_argument("--sizes", nargs="+", default=list(SIZES), help="Z_DIM:FC_SIZE per model")
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--modes", nargs="+", choices=("off", "on"), default=["off", "on"])
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="see above")
     p.add_argument("--child-dir", help=argparse.SUPPRESS)
-    p.add_argument("--child-size", help=argparse.SUPPRESS)
+    p.add_argument("--child-sizes", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_dir:
         one_process(args)
         return
     if "on" in args.modes and args.device != "cuda":
         raise SystemExit("error: MPS (--modes on) needs --device cuda")
-    args.sizes = [args.sizes[i % len(args.sizes)] for i in range(args.processes)]
+    args.sizes = [args.sizes[i % len(args.sizes)] for i in range(args.models)]
 
     runs = {mode: [] for mode in args.modes}
     for _ in range(args.rounds):
         for mode in args.modes:
+            # "streams": every model in one process; otherwise a process per model.
+            groups = [args.sizes] if mode == "streams" else [[size] for size in args.sizes]
             with mps_env(mode == "on") as env:  # `vae-sweep run --mps`'s own daemon
-                runs[mode].append(one_round(args, {**os.environ, **env}))
+                runs[mode].append(one_round(args, {**os.environ, **env}, groups))
     first = next(iter(runs.values()))[0]
     print(
-        f"{args.processes} processes at once x {args.epochs} epochs, batch {args.batch_size}, "
+        f"{args.models} models at once x {args.epochs} epochs, batch {args.batch_size}, "
         f"{first['precision']}, sizes {' '.join(args.sizes)}; medians of {args.rounds} round(s)"
     )
     medians = {}
     for mode, rows in runs.items():
-        label = "MPS" if mode == "on" else "time-sliced"
         medians[mode] = statistics.median(r["images_per_s"] for r in rows)
         wall = statistics.median(r["wall"] for r in rows)
-        print(f"  {label:<12} {medians[mode]:10,.0f} img/s together ({wall:.1f} s)")
-    if len(medians) == 2:
-        print(f"MPS / time-sliced: {medians['on'] / medians['off']:.2f}x")
+        print(f"  {MODES[mode]:<12} {medians[mode]:10,.0f} img/s together ({wall:.1f} s)")
+    for mode in [m for m in medians if m != "off" and "off" in medians]:
+        print(f"{MODES[mode]} / time-sliced: {medians[mode] / medians['off']:.2f}x")
 
 
 if __name__ == "__main__":
