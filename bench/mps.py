@@ -40,7 +40,13 @@ from sweeps.mps import mps_env
 from vae_core.errors import VaeSweepError
 
 SIZES = ("28:900", "12:751", "56:719", "4:399")  # z_dim:fc_size, from the default sweep's trials
-MODES = {"off": "time-sliced", "on": "MPS", "streams": "streams"}  # and how the table calls them
+# The modes, in the order they run (MPS last: a machine without it still measures the others),
+# and how the table calls them.
+MODES = {"off": "time-sliced", "streams": "streams", "on": "MPS"}
+
+
+class RoundFailed(RuntimeError):
+    """A training process of a round failed; its message says why."""
 
 
 def one_process(args) -> None:
@@ -107,11 +113,20 @@ def one_round(args, env: dict, groups: list[list[str]]) -> dict:
             time.sleep(0.05)
         go = time.time()
         Path(folder, "go").touch()
-        outs = [c.communicate() for c in children]
+        try:
+            outs = [
+                c.communicate(timeout=max(1.0, go + args.round_timeout - time.time()))
+                for c in children
+            ]
+        except subprocess.TimeoutExpired:  # e.g. MPS clients that never get the GPU
+            for c in children:
+                c.kill()
+                c.communicate()
+            raise RoundFailed(f"no result within {args.round_timeout:g} s of the start") from None
     for child, (_, err) in zip(children, outs, strict=True):
         if child.returncode:  # its last line says why; a process killed by a signal says nothing
             why = (err.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-            raise SystemExit(f"error: a training process failed: {why}")
+            raise RoundFailed(f"a training process failed: {why.removeprefix('error: ')}")
     runs = [json.loads(out.splitlines()[-1]) for out, _ in outs]
     wall = max(r["finished"] for r in runs) - go
     return {
@@ -132,6 +147,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), help="Z_DIM:FC_SIZE per model")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--round-timeout", type=float, default=60.0, help="seconds a round may train")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="see above")
     p.add_argument("--child-dir", help=argparse.SUPPRESS)
     p.add_argument("--child-sizes", nargs="+", help=argparse.SUPPRESS)
@@ -143,29 +159,41 @@ def main() -> None:
         raise SystemExit("error: MPS (--modes on) needs --device cuda")
     args.sizes = [args.sizes[i % len(args.sizes)] for i in range(args.models)]
 
-    runs = {mode: [] for mode in args.modes}
+    runs, failed = {mode: [] for mode in args.modes}, {}
     for _ in range(args.rounds):
-        for mode in args.modes:
+        for mode in [m for m in args.modes if m not in failed]:
             # "streams": every model in one process; otherwise a process per model.
             groups = [args.sizes] if mode == "streams" else [[size] for size in args.sizes]
-            with mps_env(mode == "on") as env:  # `vae-sweep run --mps`'s own daemon
-                runs[mode].append(one_round(args, {**os.environ, **env}, groups))
-    first = next(iter(runs.values()))[0]
+            try:
+                with mps_env(mode == "on") as env:  # `vae-sweep run --mps`'s own daemon
+                    runs[mode].append(one_round(args, {**os.environ, **env}, groups))
+                # As it comes, so that a later mode that hangs past a time limit loses nothing.
+                print(f"{MODES[mode]}: {runs[mode][-1]['images_per_s']:,.0f} img/s", flush=True)
+            except (VaeSweepError, RoundFailed) as err:  # e.g. no MPS here: the rest still count
+                failed[mode] = str(err)
+                runs.pop(mode)
     print(
         f"{args.models} models at once x {args.epochs} epochs, batch {args.batch_size}, "
-        f"{first['precision']}, sizes {' '.join(args.sizes)}; medians of {args.rounds} round(s)"
+        f"sizes {' '.join(args.sizes)}; medians of {args.rounds} round(s)"
     )
     medians = {}
     for mode, rows in runs.items():
         medians[mode] = statistics.median(r["images_per_s"] for r in rows)
         wall = statistics.median(r["wall"] for r in rows)
-        print(f"  {MODES[mode]:<12} {medians[mode]:10,.0f} img/s together ({wall:.1f} s)")
+        print(
+            f"  {MODES[mode]:<12} {medians[mode]:10,.0f} img/s together ({wall:.1f} s, "
+            f"{rows[0]['precision']})"
+        )
+    for mode, why in failed.items():
+        print(f"  {MODES[mode]:<12} failed: {why}")
     for mode in [m for m in medians if m != "off" and "off" in medians]:
         print(f"{MODES[mode]} / time-sliced: {medians[mode] / medians['off']:.2f}x")
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
     try:
         main()
-    except VaeSweepError as err:  # no GPU, no MPS control program, the daemon did not start
+    except VaeSweepError as err:  # no GPU, no data
         raise SystemExit(f"error: {err}") from None
