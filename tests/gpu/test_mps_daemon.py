@@ -1,11 +1,15 @@
-"""The sweep's own MPS daemon on a real GPU (skipped without CUDA): a process given its
-environment is its client, and a sweep with --mps runs under it."""
+"""The sweep's own MPS daemon on a real GPU (skipped without CUDA, and where NVIDIA's control
+program is missing): a process given its environment is its client, and a sweep with --mps
+runs under it. Each is bounded in time, so that clients that never get the GPU fail the test
+instead of holding up the rest of the suite."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -15,8 +19,10 @@ from vae_core.errors import DeviceError
 
 # A CUDA process that holds its context until told to end.
 CLIENT = "import sys, torch; torch.zeros(1, device='cuda'); print('ready', flush=True); input()"
+needs_mps = pytest.mark.skipif(shutil.which(CONTROL) is None, reason=f"needs {CONTROL}")
 
 
+@needs_mps
 def test_a_process_given_the_daemon_s_environment_is_its_client():
     with mps_daemon() as daemon:
         child = subprocess.Popen(
@@ -26,12 +32,15 @@ def test_a_process_given_the_daemon_s_environment_is_its_client():
             stdout=subprocess.PIPE,
             text=True,
         )
+        deadline = threading.Timer(60, child.kill)  # a client that never starts: "" below
+        deadline.start()
         try:
             assert child.stdout.readline().strip() == "ready"
             servers = daemon.servers()
             assert len(servers) == 1
             assert child.pid in daemon.clients(servers[0])
         finally:
+            deadline.cancel()
             child.communicate("\n", timeout=60)
         assert child.returncode == 0
 
@@ -42,6 +51,7 @@ def test_no_control_program_is_one_error_naming_it(monkeypatch, tmp_path):
         pass
 
 
+@needs_mps
 def test_a_sweep_runs_under_mps(make_space, tmp_path, cli_env):
     space = make_space("mps", samples=2, epochs=2, train_limit=2000)
     proc = subprocess.run(
@@ -51,7 +61,7 @@ def test_a_sweep_runs_under_mps(make_space, tmp_path, cli_env):
         capture_output=True,
         text=True,
         env=cli_env,
-        timeout=400,
+        timeout=150,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NVIDIA MPS" in proc.stderr
