@@ -18,7 +18,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,32 @@ PIPE_ENV = "CUDA_MPS_PIPE_DIRECTORY"  # where a client finds its daemon
 LOG_ENV = "CUDA_MPS_LOG_DIRECTORY"
 COMMAND_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0  # the daemon stops its server, then itself, after `quit`
+CLIENT_TIMEOUT_S = 60.0  # for the first client: the daemon starts its server for it
+# The first client, before any trial: a CUDA context through the daemon, then exit. A machine
+# where the daemon starts but cannot serve (a container without the IPC that MPS needs) then
+# fails in seconds with CUDA's reason, instead of every trial failing or waiting. Through the
+# driver library itself (ctypes): it takes a fraction of a second, where importing torch
+# would take seconds.
+CLIENT_PROBE = textwrap.dedent(
+    """
+    import ctypes, sys
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as err:
+        sys.exit(f"no CUDA driver library: {err}")
+    device, context = ctypes.c_int(), ctypes.c_void_p()
+    for call, args in [
+        ("cuInit", (0,)),
+        ("cuDeviceGet", (ctypes.byref(device), 0)),
+        ("cuDevicePrimaryCtxRetain", (ctypes.byref(context), device)),
+    ]:
+        status = getattr(cuda, call)(*args)
+        if status:
+            name = ctypes.c_char_p()
+            cuda.cuGetErrorName(status, ctypes.byref(name))
+            sys.exit(f"{call} failed: {(name.value or b'CUDA error').decode()} ({status})")
+    """
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +88,29 @@ class MpsDaemon:
     def clients(self, server: int) -> list[int]:
         """PIDs of the processes connected to `server`."""
         return [int(w) for w in self.command(f"get_client_list {server}").split() if w.isdigit()]
+
+    def check_a_client(self, timeout: float = CLIENT_TIMEOUT_S) -> None:
+        """A process given `env` gets a CUDA context through the daemon (see CLIENT_PROBE).
+
+        Raises:
+            DeviceError: it could not, or did not within `timeout` seconds.
+        """
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", CLIENT_PROBE],
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            why = f"no CUDA context within {timeout:g} s"
+        else:
+            if done.returncode == 0:
+                return
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise DeviceError(f"the NVIDIA MPS daemon started, but a CUDA process cannot use it: {why}")
 
 
 @contextmanager
@@ -91,7 +142,7 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
     empty, with no daemon, when `on` is false.
 
     Raises:
-        DeviceError: no CUDA GPU, or mps_daemon's.
+        DeviceError: no CUDA GPU, mps_daemon's, or a CUDA process cannot use the daemon.
     """
     if not on:
         yield {}
@@ -101,6 +152,7 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
     if not torch.cuda.is_available():
         raise DeviceError("--mps needs a CUDA GPU, but none is visible")
     with mps_daemon() as daemon:
+        daemon.check_a_client()
         log.info(
             "NVIDIA MPS: the trials that share a GPU run their kernels at the same time "
             "(a daemon of the sweep's own, stopped at its end)"

@@ -111,6 +111,26 @@ def test_a_daemon_that_cannot_start_is_one_error_with_its_reason(commands, monke
     assert not commands.exists()  # nothing to stop
 
 
+def test_a_daemon_no_cuda_process_can_use_is_one_error_with_the_reason(commands):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU (the real daemon's client: tests/gpu)")
+    with mps_daemon() as daemon, pytest.raises(DeviceError) as err:
+        daemon.check_a_client()
+    message = str(err.value)
+    assert message.startswith("the NVIDIA MPS daemon started, but a CUDA process cannot use it: ")
+    # This machine has no CUDA driver library, or one that finds no GPU: CUDA's own words.
+    assert "libcuda.so.1" in message or "CUDA_ERROR_NO_DEVICE" in message, message
+    assert "\n" not in message
+
+
+def test_a_client_that_never_gets_a_context_is_an_error_in_bounded_time(commands, monkeypatch):
+    monkeypatch.setattr("sweeps.mps.CLIENT_PROBE", "import time; time.sleep(60)")
+    started = time.monotonic()
+    with mps_daemon() as daemon, pytest.raises(DeviceError, match="no CUDA context within 1 s"):
+        daemon.check_a_client(timeout=1)
+    assert time.monotonic() - started < 30
+
+
 # A local Ray started with worker_env: what one of its workers and the driver itself see.
 PROBE = textwrap.dedent(
     """
