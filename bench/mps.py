@@ -107,22 +107,25 @@ def one_round(args, env: dict, groups: list[list[str]]) -> dict:
             )
             for sizes in groups
         ]
-        while len(list(Path(folder).glob("ready-*"))) < len(children):
-            if any(c.poll() not in (None, 0) for c in children):
-                break
-            time.sleep(0.05)
-        go = time.time()
-        Path(folder, "go").touch()
         try:
+            setup_ends = time.time() + args.round_timeout
+            while len(list(Path(folder).glob("ready-*"))) < len(children):
+                if any(c.poll() not in (None, 0) for c in children):
+                    break
+                if time.time() > setup_ends:  # e.g. CUDA contexts that never come
+                    raise subprocess.TimeoutExpired(children[0].args, args.round_timeout)
+                time.sleep(0.05)
+            go = time.time()
+            Path(folder, "go").touch()
             outs = [
                 c.communicate(timeout=max(1.0, go + args.round_timeout - time.time()))
                 for c in children
             ]
-        except subprocess.TimeoutExpired:  # e.g. MPS clients that never get the GPU
+        except subprocess.TimeoutExpired:
             for c in children:
                 c.kill()
                 c.communicate()
-            raise RoundFailed(f"no result within {args.round_timeout:g} s of the start") from None
+            raise RoundFailed(f"set-up or training ran past {args.round_timeout:g} s") from None
     for child, (_, err) in zip(children, outs, strict=True):
         if child.returncode:  # its last line says why; a process killed by a signal says nothing
             why = (err.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
@@ -147,7 +150,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), help="Z_DIM:FC_SIZE per model")
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--round-timeout", type=float, default=60.0, help="seconds a round may train")
+    p.add_argument(
+        "--round-timeout", type=float, default=60.0, help="seconds to set up, and to train"
+    )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="see above")
     p.add_argument("--child-dir", help=argparse.SUPPRESS)
     p.add_argument("--child-sizes", nargs="+", help=argparse.SUPPRESS)
