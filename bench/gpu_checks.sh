@@ -4,7 +4,8 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   SKIP="mps tutorial-mps gpu-tests" LIMIT=400 bash bench/gpu_checks.sh  # the rest
+#   # then the rest, on the still-warm machine:
+#   SKIP="mps gpu-tests tutorial-streams tutorial-mps" LIMIT=400 bash bench/gpu_checks.sh
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
@@ -43,10 +44,10 @@ step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and 
 }
 
 # The 4x goal needs the trials' kernels to run at the same time, not time-sliced. First the
-# same 4 trainings at once: time-sliced processes, the processes under NVIDIA MPS (the daemon
-# `vae-sweep run --mps` starts), and one process training all 4 in threads on CUDA streams of
-# their own. Then the hand-written Tune script against `vae-sweep run --mps`, 16 trials x 4
-# epochs (2.31x without MPS on the H200).
+# same 4 trainings at once: time-sliced processes, one process training all 4 in threads on
+# CUDA streams of their own, and the processes under NVIDIA MPS (the daemon `vae-sweep run
+# --mps` starts). Then the GPU tests, then the hand-written Tune script against `vae-sweep run
+# --streams` and `--mps`, 16 trials x 4 epochs (2.31x with neither on the H200).
 # Without NVIDIA's control program (a container may lack it), the MPS steps cannot run at all;
 # bench/mps.py still measures the streams mode, and a daemon that fails leaves the others' rows.
 if ! command -v nvidia-cuda-mps-control >/dev/null; then
@@ -55,11 +56,14 @@ if ! command -v nvidia-cuda-mps-control >/dev/null; then
   MPS_BENCH_MODES="off streams"
 fi
 step mps 130 python3 bench/mps.py --data mnist --modes ${MPS_BENCH_MODES:-off streams on}
-step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
-# The GPU tests: MPS (tests/gpu/test_mps_daemon.py), BatchNorm re-estimation without host
-# syncs and runs in threads on streams of their own are new since they last ran on a GPU.
-# There pytest reported 94 s before those.
+# New since the GPU tests last ran: MPS (tests/gpu/test_mps_daemon.py), BatchNorm
+# re-estimation without host syncs, runs in threads on streams of their own, a sweep with
+# --streams. There pytest reported 94 s before those.
 step gpu-tests 180 python3 -m pytest tests/gpu -q -p no:cacheprovider
+step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
+step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
+step sweep-streams 130 bash -c 'python3 -m vae_sweep run --streams --no-analyze --name streams &&
+  python3 bench/sweep_overhead.py --folder results/streams'
 step sweep-mps 130 bash -c 'python3 -m vae_sweep run --mps --no-analyze --name under-mps &&
   python3 bench/sweep_overhead.py --folder results/under-mps'
 # The default sweep without MPS, then where its time went: the split of a worker's start
@@ -74,8 +78,9 @@ step sweep 150 bash -c 'gpu=$(mktemp)
   kill $smi
   ((rc == 0)) && python3 bench/sweep_overhead.py --folder "$(ls -td results/sweep-*/ | head -1)" \
     --gpu-log "$gpu"'
-# Which share of the GPU per trial is fastest under MPS (time-sliced: 0.25, BENCHMARKS.md).
+# Which share of the GPU per trial is fastest under MPS and with --streams (time-sliced: 0.25).
 step packing-mps 150 python3 bench/packing.py --data mnist --mps --shares 0.25 0.125
+step packing-streams 150 python3 bench/packing.py --data mnist --streams --shares 0.25 0.125
 # Each import in a fresh process, and whether its bytecode is cached.
 step imports 45 python3 bench/import_times.py
 # vae_core's own time outside epochs, trial after trial in one process, with new model sizes.

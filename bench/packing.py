@@ -12,6 +12,7 @@ validation loss. The fastest share is printed as the one to make sweeps.config.G
     python bench/packing.py                                    # 8 trials x 2 epochs, full MNIST
     python bench/packing.py --shares 1 0.5 0.25 0.125 --trials 16 --train-limit 27500
     python bench/packing.py --mps --shares 0.25 0.125   # the trials under `vae-sweep run --mps`
+    python bench/packing.py --streams --shares 0.5 0.25 0.125   # as `vae-sweep run --streams`
 """
 
 from __future__ import annotations
@@ -70,8 +71,12 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=27_500, help="0: all training images")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
-    p.add_argument("--mps", action="store_true", help="the trials as MPS clients (sweeps/mps.py)")
+    sharing = p.add_mutually_exclusive_group()
+    sharing.add_argument("--mps", action="store_true", help="the trials as MPS clients")
+    sharing.add_argument("--streams", action="store_true", help="one process per GPU trains")
     args = p.parse_args()
+    if args.streams and max(args.shares) >= 1:
+        p.error("--streams is for trials that share a GPU: every share must be below 1")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     space = load_space(args.space)
@@ -88,10 +93,11 @@ def main() -> None:
         data_root=args.data_root,
         storage=tempfile.mkdtemp(prefix="vae-sweep-packing-"),
         node_ip=args.node_ip,
+        streams=args.streams,
     )
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    mps = ", under MPS" if args.mps else ""
-    print(f"{args.trials} trials x {args.epochs} epochs, space {args.space}, gpu {gpu}{mps}")
+    how = ", under MPS" if args.mps else ", with --streams" if args.streams else ""
+    print(f"{args.trials} trials x {args.epochs} epochs, space {args.space}, gpu {gpu}{how}")
     rows = []
     with mps_env(args.mps) as env, ray_session(None, args.node_ip, worker_env=env):
         # Warm the page cache, Ray's workers and torch's imports first: not counted.

@@ -5,13 +5,15 @@ each trial loads the data itself into a DataLoader, trains the post's model in f
 (sigmoid + BCE, loss.item() every step), and calls tune.report with a torch.save checkpoint
 every epoch; OptunaSearch + ASHA (grace 1, reduction 2). vae-sweep runs the same number of
 trials and epochs with the same ASHA settings and the same GPU share, each side in a local Ray
-of its own (with `--mps`, vae-sweep's workers are clients of `vae-sweep run --mps`'s daemon);
+of its own (with `--mps`, vae-sweep's workers are clients of `vae-sweep run --mps`'s daemon;
+with `--streams`, vae-sweep's trials train as `vae-sweep run --streams` trains them);
 the wall times (the script's Tuner.fit; vae-sweep's whole run_sweep, its data loading
 included) and the best validation losses (nats per image, the same 5,000 validation images)
 are printed with their ratio.
 
     python bench/tune_tutorial.py --data-root ../shared/mnist          # 16 trials x 4 epochs
     python bench/tune_tutorial.py --data mnist --mps                   # vae-sweep under MPS
+    python bench/tune_tutorial.py --data mnist --streams               # one process per GPU
     python bench/tune_tutorial.py --gpus-per-trial 0 --trials 2 --epochs 1 --train-limit 500
 """
 
@@ -131,6 +133,7 @@ def vae_sweep(args, storage: str) -> tuple[float, float]:
         seed=args.seed,
         storage=storage,
         node_ip=args.node_ip,
+        streams=args.streams,
     )
     t0 = time.perf_counter()
     outcome = run_sweep(config)
@@ -149,7 +152,9 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
-    p.add_argument("--mps", action="store_true", help="vae-sweep's side as `vae-sweep run --mps`")
+    sharing = p.add_mutually_exclusive_group()
+    sharing.add_argument("--mps", action="store_true", help="vae-sweep's side with --mps")
+    sharing.add_argument("--streams", action="store_true", help="vae-sweep's side with --streams")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     quiet_ray_and_optuna()
@@ -165,8 +170,9 @@ def main() -> None:
     with ray_session(None, args.node_ip):
         theirs, theirs_best = tutorial_sweep(args, storage)
     print(f"hand-written Tune script: {theirs:.1f} s, best val loss {theirs_best:.2f}")
-    mps = " --mps" if args.mps else ""
-    print(f"vae-sweep run{mps}:{' ' * (12 - len(mps))}{ours:.1f} s, best val loss {ours_best:.2f}")
+    option = " --mps" if args.mps else " --streams" if args.streams else ""
+    label = f"vae-sweep run{option}:"
+    print(f"{label:<26}{ours:.1f} s, best val loss {ours_best:.2f}")
     print(f"vae-sweep is {theirs / ours:.2f}x faster")
 
 

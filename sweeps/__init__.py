@@ -7,8 +7,9 @@ stops the poor ones early, and the results folder (results_folder) records them.
 Read driver.py first: run_sweep as a list of steps. Then tuner.py (the Tuner), trial.py (one
 trial), worker_data.py (the data a worker holds), optuna_study.py and searcher.py (Optuna),
 results.py (the tables), progress.py (the log), resources.py (preflight), local_ray.py (where
-Ray runs), mps.py (`--mps`: the local Ray's NVIDIA MPS daemon), bytecode.py (what its workers
-compile), record.py (sweep.json).
+Ray runs), mps.py (`--mps`: the local Ray's NVIDIA MPS daemon), trainer.py (`--streams`: one
+process per GPU trains its trials), bytecode.py (what its workers compile), record.py
+(sweep.json).
 """
 
 import time

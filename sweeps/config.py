@@ -49,6 +49,9 @@ class SweepConfig:
     # The trials that share a GPU run as clients of an NVIDIA MPS daemon of the local Ray's own
     # (sweeps/mps.py), so their kernels run at the same time instead of in turns.
     mps: bool = False
+    # The trials that share a GPU train in one process per GPU, each in a thread on a CUDA
+    # stream of its own (sweeps/trainer.py): another way to run their kernels at once.
+    streams: bool = False
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -113,10 +116,18 @@ def _problems(c: SweepConfig) -> list[str]:
         out.append(f"--seed must be a non-negative integer, but got {c.seed!r}")
     if c.address is None:
         out.extend(_node_ip_problems(c.node_ip))
-    if c.mps and c.address is not None:
-        out.append("--mps is for a local sweep; on a cluster, run MPS on each GPU node")
-    if c.mps and gpus is not None and not 0 < gpus < 1:
-        out.append(f"--mps is for trials that share a GPU (--gpus-per-trial below 1), not {gpus!r}")
+    for flag, on, cluster_hint in (
+        ("--mps", c.mps, "; on a cluster, run MPS on each GPU node"),
+        ("--streams", c.streams, ""),
+    ):
+        if on and c.address is not None:
+            out.append(f"{flag} is for a local sweep{cluster_hint}")
+        if on and gpus is not None and not 0 < gpus < 1:
+            out.append(
+                f"{flag} is for trials that share a GPU (--gpus-per-trial below 1), not {gpus!r}"
+            )
+    if c.mps and c.streams:
+        out.append("--mps and --streams are two ways to the same end: choose one")
     return out
 
 

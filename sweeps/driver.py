@@ -21,6 +21,7 @@ from sweeps.optuna_study import OptunaDb, search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
+from sweeps.trainer import check_streams, trainers
 from sweeps.tuner import build_tuner, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import ConfigError
@@ -65,6 +66,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     data = load_mnist(config.data, config.data_root)
     if config.address is None:  # the workers run on this machine
         warn_if_uncompiled()
+    check_streams(config.streams)
     with (
         mps_env(config.mps) as worker_env,  # started before Ray, stopped after it
         ray_session(config.address, config.node_ip, worker_env=worker_env) as cluster,
@@ -75,7 +77,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         record = _started(record, config, data, slots, cluster)
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
-        _fit(config, data, results_dir, slots)
+        with trainers(config.streams, data, gpus=int(cluster.get("GPU", 0))) as handles:
+            _fit(config, data, results_dir, slots, handles)
         # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
         ended_at = now()
     return _finish(config, results_dir, record, ended_at)
@@ -166,13 +169,15 @@ def trial_resources(cpus: float, gpus: float) -> str:
     return f"{amount(cpus, 'CPU')} and {amount(gpus, 'GPU')} per trial{shared}"
 
 
-def _fit(config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None) -> None:
+def _fit(
+    config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None, trainers: dict
+) -> None:
     """Run the Tuner; the study's database reaches the results folder even if it fails."""
     db = OptunaDb(results_dir)
     log.info("watch it: %s", watch_command(db.url))
     if config.tensorboard:
         log.info("watch it: tensorboard --logdir %s", results_dir)
-    tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url)
+    tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url, trainers=trainers)
     try:
         tuner.fit()
     finally:

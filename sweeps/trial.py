@@ -30,16 +30,43 @@ from vae_core.train import train
 CODE_IMPORTED_AT = time.time()
 
 
-def run_trial(config: dict, data: WorkerData) -> None:
+def run_trial(config: dict, data: WorkerData | None = None, trainers: dict | None = None) -> None:
     """The trainable: `config` is a TrainConfig's fields; `data` comes through the object
-    store (`tune.with_parameters`), fetched once per worker, not loaded by every trial."""
+    store (`tune.with_parameters`), fetched once per worker, not loaded by every trial.
+    With `trainers` instead (--streams: sweeps.trainer's, by GPU id), the Trainer of the
+    trial's GPU trains it, and the trial relays its epochs."""
     # Ray Train logs every persisted checkpoint at INFO, which the driver would print each epoch.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig(**config)
     state = _restore()
     report = TuneReport(train_config, state["history"] if state else [])
+    if trainers:
+        _relay(_trainer_of_this_trial(trainers), config, state, report)
+        return
     splits = data.on(resolve_device(train_config.device))
     train(train_config, report, state, data=splits)
+
+
+def _trainer_of_this_trial(trainers: dict):
+    """The Trainer of the GPU that Ray gave this trial its share of (the only one, if one)."""
+    if len(trainers) == 1:
+        return next(iter(trainers.values()))
+    return trainers[str(ray.get_gpu_ids()[0])]
+
+
+def _relay(trainer, config: dict, state: dict | None, report: TuneReport) -> None:
+    """Train on `trainer` one epoch at a time, each reported before the next is asked for.
+
+    When Tune stops the trial, its report raises (SystemExit) and the run is stopped too."""
+    trial_id = tune.get_context().get_trial_id()
+    try:
+        ray.get(trainer.start.remote(trial_id, config, state))
+        while (epoch := ray.get(trainer.next_epoch.remote(trial_id))) is not None:
+            report(*epoch)
+    except ray.exceptions.RayTaskError as err:  # the run's own error, not Ray's wrapper
+        raise err.as_instanceof_cause() from None
+    finally:
+        trainer.stop.remote(trial_id)
 
 
 def _restore() -> dict | None:

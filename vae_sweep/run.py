@@ -87,6 +87,12 @@ def _add_resource_options(parser: argparse.ArgumentParser) -> None:
         help="run the trials that share a GPU under an NVIDIA MPS daemon of the sweep's own, "
         "so that their kernels run at the same time (a local sweep on a GPU)",
     )
+    parser.add_argument(
+        "--streams",
+        action="store_true",
+        help="train the trials that share a GPU in one process per GPU, each on a CUDA stream "
+        "of its own, so that their kernels run at the same time (a local sweep on a GPU)",
+    )
 
 
 def _add_place_options(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +214,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         command=tuple(sys.argv),
         tensorboard=bool(args.tensorboard),
         mps=args.mps,
+        streams=args.streams,
     )
 
 

@@ -31,3 +31,25 @@ def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path):
     assert record["search"]["max_concurrent"] == 2  # both fit on the one GPU at once
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert (epochs["images_per_second"] > 0).all() and epochs["val_loss"].notna().all()
+
+
+def test_two_trials_train_in_one_process_with_streams(ray_local, make_space, tmp_path):
+    """--streams: the GPU's Trainer trains both trials, each on a stream of its own, and the
+    trials report, checkpoint and stop as any trial does (tests/sweeps/test_trainer.py)."""
+    space = load_space(make_space("streams", samples=2, epochs=2, train_limit=2000))
+    outcome = run_sweep(
+        SweepConfig(
+            name="streams",
+            space=space,
+            gpus_per_trial=0.5,
+            storage=str(tmp_path / "results"),
+            data="mnist-5k",
+            streams=True,
+        )
+    )
+    trials = outcome.trials
+    assert len(trials) == 2 and set(trials["device"]) == {"cuda"}
+    assert trials["status"].isin(["completed", "early_stopped"]).all()
+    epochs = pd.read_parquet(tmp_path / "results" / "streams" / "epochs.parquet")
+    assert (epochs["images_per_second"] > 0).all() and epochs["val_loss"].notna().all()
+    assert outcome.best() is not None

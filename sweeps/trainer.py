@@ -1,0 +1,198 @@
+"""--streams: one process per GPU trains the models of all the trials that share it, at once.
+
+Trials that share a GPU are separate processes, and CUDA runs one process's kernels at a time.
+With --streams each GPU gets a Trainer, a Ray actor that holds the sweep's data on that GPU and
+runs every trial's `vae_core.train` in a thread of its own on a CUDA stream of its own (one
+CUDA context, so the GPU need not switch between processes; vae_core.train keeps no
+process-wide state, see docs/design.md). A trial still is a Ray Tune trial, with its resources,
+its ASHA decisions and its checkpoints; it only relays: it starts its run on its GPU's Trainer,
+then asks for one epoch at a time and reports it (sweeps.trial). A run goes on to its next
+epoch only when its trial asks for it, that is once Tune has let the trial go on, as it would
+in the trial's own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import ray
+from ray.actor import ActorHandle
+
+from sweeps.worker_data import WorkerData
+from vae_core.config import TrainConfig
+from vae_core.data import MnistSplits
+from vae_core.device import resolve_device
+from vae_core.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+# A run whose trial has not asked for its next epoch for this long is taken for abandoned (its
+# trial's process ended without saying so) and stops, freeing its GPU memory. A trial asks
+# again as soon as Tune has taken its last report, which takes seconds at most.
+ABANDONED_AFTER_S = 600.0
+MAX_RUNS = 64  # threads a Trainer serves at once: far more trials than share one GPU
+# A Trainer that died (its process, say, killed) comes back; its trials fail and Tune restarts
+# them from their checkpoints on it, as it restarts trials whose own process died.
+MAX_RESTARTS = 3
+
+
+class RunStopped(Exception):
+    """Raised inside a run's thread, at a report, when the run is to end."""
+
+
+class Run:
+    """One trial's `train` in a thread: hands each epoch's report over and waits to be let on."""
+
+    def __init__(self, config: TrainConfig, checkpoint: dict | None, data) -> None:
+        self._reports: queue.Queue = queue.Queue(maxsize=1)
+        self._orders: queue.Queue = queue.Queue()
+        self._asked = False
+        self._thread = threading.Thread(
+            target=self._train, args=(config, checkpoint, data), daemon=True
+        )
+
+    def next_epoch(self) -> tuple[dict, dict | None] | None:
+        """The next epoch's (metrics, checkpoint state), or None when the run has ended.
+
+        Raises whatever `train` raised (a bad checkpoint, say)."""
+        if not self._asked:
+            self._asked = True
+            self._thread.start()
+        else:
+            self._orders.put("go on")
+        kind, value = self._reports.get()
+        if kind == "error":
+            raise value
+        return value
+
+    def stop(self) -> None:
+        """End the run at its next report (at once, when it waits at one)."""
+        self._orders.put("stop")
+
+    def _train(self, config: TrainConfig, checkpoint: dict | None, data) -> None:
+        import torch
+
+        from vae_core.train import train
+
+        device = resolve_device(config.device)
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        try:
+            with torch.cuda.stream(stream) if stream is not None else nullcontext():
+                train(config, self._report, checkpoint, data=data)
+        except RunStopped:
+            return
+        except BaseException as err:  # handed to the trial, which fails with it
+            self._reports.put(("error", err))
+            return
+        self._reports.put(("epoch", None))  # the end
+
+    def _report(self, metrics: dict, state: dict | None) -> None:
+        self._reports.put(("epoch", (metrics, state)))
+        try:
+            order = self._orders.get(timeout=ABANDONED_AFTER_S)
+        except queue.Empty:
+            log.warning("a run's trial did not ask for its next epoch: stopping the run")
+            raise RunStopped from None
+        if order == "stop":
+            raise RunStopped
+
+
+class Trainer:
+    """The runs of the trials that share one GPU, each in a thread on a stream of its own.
+
+    Its methods are called by the trials (sweeps.trial), concurrently: a threaded Ray actor.
+    """
+
+    def __init__(self, data: WorkerData) -> None:
+        self._data = data
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+
+    def start(self, trial_id: str, config: dict, checkpoint: dict | None) -> None:
+        """Set up a trial's run (from `checkpoint` when given); a trial restarted after a
+        failure replaces its earlier run."""
+        train_config = TrainConfig(**config)
+        data = self._data.on(resolve_device(train_config.device))
+        with self._lock:
+            earlier = self._runs.pop(trial_id, None)
+            self._runs[trial_id] = Run(train_config, checkpoint, data)
+        if earlier is not None:
+            earlier.stop()
+
+    def next_epoch(self, trial_id: str) -> tuple[dict, dict | None] | None:
+        """The trial's next epoch (see Run.next_epoch); the run is forgotten once it ended."""
+        run = self._runs[trial_id]
+        try:
+            epoch = run.next_epoch()
+        except Exception:
+            self._forget(trial_id, run)
+            raise
+        if epoch is None:
+            self._forget(trial_id, run)
+        return epoch
+
+    def stop(self, trial_id: str) -> None:
+        """End the trial's run, if it still has one."""
+        with self._lock:
+            run = self._runs.pop(trial_id, None)
+        if run is not None:
+            run.stop()
+
+    def runs(self) -> int:
+        """Runs under way."""
+        return len(self._runs)
+
+    def _forget(self, trial_id: str, run: Run) -> None:
+        with self._lock:
+            if self._runs.get(trial_id) is run:
+                del self._runs[trial_id]
+
+
+def check_streams(on: bool) -> None:
+    """--streams trains on this machine's GPUs (the local Ray's): refuse it without one, before
+    anything is started or written.
+
+    Raises:
+        DeviceError: no CUDA GPU is visible.
+    """
+    import torch
+
+    if on and not torch.cuda.is_available():
+        raise DeviceError("--streams needs a CUDA GPU, but none is visible")
+
+
+@contextmanager
+def trainers(on: bool, data: MnistSplits, gpus: int) -> Iterator[dict[str, ActorHandle]]:
+    """A Trainer per GPU of the local Ray, by its GPU id, for the block; none when `on` is
+    false. Each takes no Ray resources: the trials that relay to it hold the GPU shares and
+    CPUs it uses, so Ray packs them as it packs trials that train themselves."""
+    if not on:
+        yield {}
+        return
+    data = WorkerData(data)  # in the object store once; each Trainer fetches it
+    actor = ray.remote(num_cpus=0, num_gpus=0, max_concurrency=MAX_RUNS, max_restarts=MAX_RESTARTS)(
+        Trainer
+    )
+    # Ray's GPU ids are the entries of CUDA_VISIBLE_DEVICES when it is set, else 0..gpus-1;
+    # a Trainer sees its GPU alone (Ray leaves the variable alone for an actor without GPUs).
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",")[:gpus] if visible else [str(i) for i in range(gpus)]
+    handles = {
+        gpu: actor.options(runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": gpu}}).remote(data)
+        for gpu in ids
+    }
+    try:
+        ray.get([h.runs.remote() for h in handles.values()])  # up, before the first trial
+        log.info(
+            "streams: the trials that share a GPU train in one process per GPU, each on a "
+            "CUDA stream of its own"
+        )
+        yield handles
+    finally:
+        for handle in handles.values():
+            ray.kill(handle)

@@ -1,0 +1,167 @@
+"""--streams' Trainer: one process trains several trials' runs at once, each exactly as alone,
+one epoch at a time as its trial asks; stopped, failed and restarted runs; trials relaying to
+it through a real Ray Tune run with ASHA stopping some. All on the CPU (threads, no streams);
+on a GPU, a sweep with --streams: tests/gpu/test_sweep_gpu.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import ray
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from sweeps import SweepConfig
+from sweeps.trainer import Trainer
+from sweeps.trial import run_trial
+from sweeps.worker_data import WorkerData
+from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
+
+TINY = dict(data="mnist-5k", train_limit=256, batch_size=64, threads=1, device="cpu")
+
+
+def without_timings(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("epoch_seconds", "images_per_second")}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_mnist("mnist-5k").limit_train(256)
+
+
+@pytest.fixture
+def trainer(ray_local, splits):
+    handle = ray.remote(num_cpus=0, max_concurrency=8)(Trainer).remote(WorkerData(splits))
+    yield handle
+    ray.kill(handle)
+
+
+def epochs_of(trainer, trial_id: str) -> list[tuple[dict, dict | None]]:
+    out = []
+    while (epoch := ray.get(trainer.next_epoch.remote(trial_id))) is not None:
+        out.append(epoch)
+    return out
+
+
+def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(trainer, splits):
+    configs = [
+        TrainConfig(**TINY, epochs=2, z_dim=4, fc_size=64, seed=1),
+        TrainConfig(**TINY, epochs=2, z_dim=8, fc_size=128, seed=2),
+    ]
+    for i, config in enumerate(configs):
+        ray.get(trainer.start.remote(f"t{i}", config.to_dict(), None))
+    # Interleaved, as trials relaying at once ask.
+    got = {f"t{i}": [] for i in range(2)}
+    for _ in range(2):
+        for trial_id in got:
+            got[trial_id].append(ray.get(trainer.next_epoch.remote(trial_id)))
+    for trial_id in got:
+        assert ray.get(trainer.next_epoch.remote(trial_id)) is None  # the end
+    assert ray.get(trainer.runs.remote()) == 0
+    for config, trial_id in zip(configs, got, strict=True):
+        alone = []
+        train(config, lambda m, s, out=alone: out.append((m, s)), data=splits)
+        assert [without_timings(m) for m, _ in got[trial_id]] == [
+            without_timings(m) for m, _ in alone
+        ]
+        last, expected = got[trial_id][-1][1], alone[-1][1]
+        for name, tensor in expected["model"].items():
+            assert torch.equal(last["model"][name], tensor), name
+
+
+def test_a_run_goes_on_only_when_asked_and_a_stopped_one_ends(trainer):
+    config = TrainConfig(**TINY, epochs=3)
+    ray.get(trainer.start.remote("t", config.to_dict(), None))
+    metrics, state = ray.get(trainer.next_epoch.remote("t"))
+    assert metrics["epoch"] == 1 and state["epoch"] == 1
+    ray.get(trainer.stop.remote("t"))
+    assert ray.get(trainer.runs.remote()) == 0
+    with pytest.raises(ray.exceptions.RayTaskError, match="KeyError"):
+        ray.get(trainer.next_epoch.remote("t"))
+
+
+def test_a_restarted_trial_resumes_from_its_checkpoint_in_place_of_its_earlier_run(trainer):
+    config = TrainConfig(**TINY, epochs=2).to_dict()
+    ray.get(trainer.start.remote("t", config, None))
+    _, state = ray.get(trainer.next_epoch.remote("t"))
+    ray.get(trainer.start.remote("t", config, state))  # as after a failure: from epoch 1
+    assert ray.get(trainer.runs.remote()) == 1
+    assert [m["epoch"] for m, _ in epochs_of(trainer, "t")] == [2]
+
+
+def test_a_run_that_fails_fails_its_trial_with_its_own_error(trainer):
+    config = TrainConfig(**TINY, epochs=2)
+    ray.get(trainer.start.remote("t", config.to_dict(), None))
+    _, state = ray.get(trainer.next_epoch.remote("t"))
+    other = TrainConfig(**{**TINY, "fc_size": 99}, epochs=2).to_dict()  # not that checkpoint's
+    ray.get(trainer.start.remote("u", other, state))
+    with pytest.raises(CheckpointError):
+        ray.get(trainer.next_epoch.remote("u"))
+    assert ray.get(trainer.runs.remote()) == 1  # "t", still waiting to be asked
+
+
+def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(trainer, tmp_path):
+    # One at a time, the good rate first: ASHA (reduction 2) then stops the hopeless one at
+    # its first epoch, inside its report, which must end its run on the Trainer too.
+    space = {
+        **TrainConfig(**TINY, epochs=3).to_dict(),
+        "lr": tune.grid_search([3e-3, 1e-6]),
+    }
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, trainers={"0": trainer}), {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                metric="val_loss",
+                mode="min",
+                max_t=3,
+                grace_period=1,
+                reduction_factor=2,
+            ),
+            max_concurrent_trials=1,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors
+    epochs = {r.config["lr"]: r.metrics["epoch"] for r in results}  # its last report
+    assert epochs == {3e-3: 3, 1e-6: 1}
+    assert all(r.checkpoint is not None for r in results)
+    assert ray.get(trainer.runs.remote()) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"address": "auto"}, "--streams is for a local sweep"),
+        ({"gpus_per_trial": 0}, "share a GPU"),
+        ({"gpus_per_trial": 1}, "share a GPU"),
+        ({"mps": True}, "choose one"),
+    ],
+)
+def test_streams_options_that_cannot_work_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepConfig(name="s", streams=True, **options)
+
+
+def test_streams_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cli_env):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    storage = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vae_sweep", "run", "--streams", "--data", "mnist-5k"]
+        + ["--storage", str(storage), "--name", "s"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    error = "vae-sweep: error: --streams needs a CUDA GPU, but none is visible"
+    assert proc.stderr.strip() == error
+    assert not storage.exists()
