@@ -23,6 +23,7 @@ from contextlib import contextmanager, nullcontext
 import ray
 from ray.actor import ActorHandle
 
+from sweeps.trial import trains_on
 from sweeps.worker_data import WorkerData
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits
@@ -113,16 +114,17 @@ class Trainer:
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
-    def start(self, trial_id: str, config: dict, checkpoint: dict | None) -> None:
+    def start(self, trial_id: str, config: dict, checkpoint: dict | None) -> dict:
         """Set up a trial's run (from `checkpoint` when given); a trial restarted after a
-        failure replaces its earlier run."""
+        failure replaces its earlier run. Returns where it trains (sweeps.trial.trains_on)."""
         train_config = TrainConfig(**config)
-        data = self._data.on(resolve_device(train_config.device))
-        with self._lock:
+        with self._lock:  # the first start fetches the data; the others wait for it
+            data = self._data.on(resolve_device(train_config.device))
             earlier = self._runs.pop(trial_id, None)
             self._runs[trial_id] = Run(train_config, checkpoint, data)
         if earlier is not None:
             earlier.stop()
+        return trains_on(train_config)
 
     def next_epoch(self, trial_id: str) -> tuple[dict, dict | None] | None:
         """The trial's next epoch (see Run.next_epoch); the run is forgotten once it ended."""

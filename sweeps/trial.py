@@ -39,10 +39,11 @@ def run_trial(config: dict, data: WorkerData | None = None, trainers: dict | Non
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig(**config)
     state = _restore()
-    report = TuneReport(train_config, state["history"] if state else [])
+    history = state["history"] if state else []
     if trainers:
-        _relay(_trainer_of_this_trial(trainers), config, state, report)
+        _relay(_trainer_of_this_trial(trainers), train_config, state, history)
         return
+    report = TuneReport(train_config, history, trains_on(train_config))
     splits = data.on(resolve_device(train_config.device))
     train(train_config, report, state, data=splits)
 
@@ -54,19 +55,31 @@ def _trainer_of_this_trial(trainers: dict):
     return trainers[str(ray.get_gpu_ids()[0])]
 
 
-def _relay(trainer, config: dict, state: dict | None, report: TuneReport) -> None:
+def _relay(trainer, config: TrainConfig, state: dict | None, history: list[dict]) -> None:
     """Train on `trainer` one epoch at a time, each reported before the next is asked for.
 
     When Tune stops the trial, its report raises (SystemExit) and the run is stopped too."""
     trial_id = tune.get_context().get_trial_id()
     try:
-        ray.get(trainer.start.remote(trial_id, config, state))
+        # The Trainer says where the run trains: this process has no CUDA context to ask.
+        where = ray.get(trainer.start.remote(trial_id, config.to_dict(), state))
+        report = TuneReport(config, history, where)
         while (epoch := ray.get(trainer.next_epoch.remote(trial_id))) is not None:
             report(*epoch)
     except ray.exceptions.RayTaskError as err:  # the run's own error, not Ray's wrapper
         raise err.as_instanceof_cause() from None
     finally:
         trainer.stop.remote(trial_id)
+
+
+def trains_on(config: TrainConfig) -> dict:
+    """The device type and precision `train` will use for `config`, as the tables record."""
+    device = resolve_device(config.device)
+    graph = uses_cuda_graph(device, config.cuda_graph, config.compile)
+    precision = resolve_precision(
+        config.precision, device, batch_size=config.batch_size, graph=graph
+    )
+    return {"device": device.type, "precision": precision}
 
 
 def _restore() -> dict | None:
@@ -94,24 +107,14 @@ class TuneReport:
     vae-sweep's code, and when it had imported this module).
     """
 
-    def __init__(self, config: TrainConfig, history: list[dict]) -> None:
+    def __init__(self, config: TrainConfig, history: list[dict], where: dict) -> None:
         self.started, self.started_at = time.perf_counter(), time.time()
         self.report_seconds = 0.0  # the last tune.report's
         self.inside = 0.0  # seconds inside this run's epochs so far
-        device = resolve_device(config.device)
         self.best = min(
             (m["val_loss"] for m in history if math.isfinite(m["val_loss"])), default=math.inf
         )
-        self.extra = {
-            "device": device.type,
-            "precision": resolve_precision(
-                config.precision,
-                device,
-                batch_size=config.batch_size,
-                graph=uses_cuda_graph(device, config.cuda_graph, config.compile),
-            ),
-            "node_id": ray.get_runtime_context().get_node_id(),
-        }
+        self.extra = {**where, "node_id": ray.get_runtime_context().get_node_id()}
 
     def __call__(self, metrics: dict, state: dict | None) -> None:
         self.inside += metrics["epoch_seconds"]

@@ -51,8 +51,10 @@ def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(trainer, splits)
         TrainConfig(**TINY, epochs=2, z_dim=4, fc_size=64, seed=1),
         TrainConfig(**TINY, epochs=2, z_dim=8, fc_size=128, seed=2),
     ]
-    for i, config in enumerate(configs):
+    where = [
         ray.get(trainer.start.remote(f"t{i}", config.to_dict(), None))
+        for i, config in enumerate(configs)
+    ]
     # Interleaved, as trials relaying at once ask.
     got = {f"t{i}": [] for i in range(2)}
     for _ in range(2):
@@ -61,9 +63,10 @@ def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(trainer, splits)
     for trial_id in got:
         assert ray.get(trainer.next_epoch.remote(trial_id)) is None  # the end
     assert ray.get(trainer.runs.remote()) == 0
-    for config, trial_id in zip(configs, got, strict=True):
+    for config, trial_id, said in zip(configs, got, where, strict=True):
         alone = []
-        train(config, lambda m, s, out=alone: out.append((m, s)), data=splits)
+        result = train(config, lambda m, s, out=alone: out.append((m, s)), data=splits)
+        assert said == {"device": "cpu", "precision": result.precision}
         assert [without_timings(m) for m, _ in got[trial_id]] == [
             without_timings(m) for m, _ in alone
         ]
@@ -131,6 +134,7 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(trainer, t
     assert not results.errors
     epochs = {r.config["lr"]: r.metrics["epoch"] for r in results}  # its last report
     assert epochs == {3e-3: 3, 1e-6: 1}
+    assert {r.metrics["device"] for r in results} == {"cpu"}  # as the Trainer said
     assert all(r.checkpoint is not None for r in results)
     assert ray.get(trainer.runs.remote()) == 0
 
