@@ -66,7 +66,13 @@ class Run:
             self._thread.start()
         else:
             self._orders.put("go on")
-        kind, value = self._reports.get()
+        while True:
+            try:
+                kind, value = self._reports.get(timeout=1.0)
+                break
+            except queue.Empty:  # a thread that ended put what it had to before it did
+                if not self._thread.is_alive():
+                    raise RuntimeError("the run has ended: stopped, or abandoned") from None
         if kind == "error":
             raise value
         return value

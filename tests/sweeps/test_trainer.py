@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 import ray
@@ -15,7 +16,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from sweeps import SweepConfig
-from sweeps.trainer import Trainer
+from sweeps.trainer import Run, Trainer
 from sweeps.trial import run_trial
 from sweeps.worker_data import WorkerData
 from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
@@ -93,6 +94,16 @@ def test_a_restarted_trial_resumes_from_its_checkpoint_in_place_of_its_earlier_r
     ray.get(trainer.start.remote("t", config, state))  # as after a failure: from epoch 1
     assert ray.get(trainer.runs.remote()) == 1
     assert [m["epoch"] for m, _ in epochs_of(trainer, "t")] == [2]
+
+
+def test_a_run_its_trial_abandoned_stops_and_a_late_ask_is_an_error(splits, monkeypatch):
+    monkeypatch.setattr("sweeps.trainer.ABANDONED_AFTER_S", 0.5)
+    run = Run(TrainConfig(**TINY, epochs=3), None, splits)
+    metrics, _ = run.next_epoch()
+    assert metrics["epoch"] == 1
+    time.sleep(1.5)  # nobody asks for epoch 2: the run stops, freeing what it holds
+    with pytest.raises(RuntimeError, match="has ended"):
+        run.next_epoch()
 
 
 def test_a_run_that_fails_fails_its_trial_with_its_own_error(trainer):
