@@ -4,8 +4,8 @@
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
-#   # then the rest, on the still-warm machine:
-#   SKIP="mps gpu-tests tutorial-streams tutorial-mps" LIMIT=400 bash bench/gpu_checks.sh
+#   # then the rest, on the still-warm machine (leave out of SKIP what the first did not reach):
+#   SKIP="mps tutorial-streams gpu-tests tutorial-mps" LIMIT=400 bash bench/gpu_checks.sh
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
@@ -46,8 +46,8 @@ step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and 
 # The 4x goal needs the trials' kernels to run at the same time, not time-sliced. First the
 # same 4 trainings at once: time-sliced processes, one process training all 4 in threads on
 # CUDA streams of their own, and the processes under NVIDIA MPS (the daemon `vae-sweep run
-# --mps` starts). Then the GPU tests, then the hand-written Tune script against `vae-sweep run
-# --streams` and `--mps`, 16 trials x 4 epochs (2.31x with neither on the H200).
+# --mps` starts). Then the hand-written Tune script against `vae-sweep run --streams` and,
+# after the GPU tests, `--mps`: 16 trials x 4 epochs (2.31x with neither on the H200).
 # Without NVIDIA's control program (a container may lack it), the MPS steps cannot run at all;
 # bench/mps.py still measures the streams mode, and a daemon that fails leaves the others' rows.
 if ! command -v nvidia-cuda-mps-control >/dev/null; then
@@ -56,11 +56,11 @@ if ! command -v nvidia-cuda-mps-control >/dev/null; then
   MPS_BENCH_MODES="off streams"
 fi
 step mps 130 python3 bench/mps.py --data mnist --modes ${MPS_BENCH_MODES:-off streams on}
+step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
 # New since the GPU tests last ran: MPS (tests/gpu/test_mps_daemon.py), BatchNorm
 # re-estimation without host syncs, runs in threads on streams of their own, a sweep with
-# --streams. There pytest reported 94 s before those.
-step gpu-tests 180 python3 -m pytest tests/gpu -q -p no:cacheprovider
-step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
+# --streams. There pytest reported 94 s before those; they add about 100 s.
+step gpu-tests 240 python3 -m pytest tests/gpu -q -p no:cacheprovider
 step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
 step sweep-streams 130 bash -c 'python3 -m vae_sweep run --streams --no-analyze --name streams &&
   python3 bench/sweep_overhead.py --folder results/streams'

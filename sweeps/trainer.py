@@ -49,7 +49,7 @@ class RunStopped(Exception):
 class Run:
     """One trial's `train` in a thread: hands each epoch's report over and waits to be let on."""
 
-    def __init__(self, config: TrainConfig, checkpoint: dict | None, data) -> None:
+    def __init__(self, config: TrainConfig, checkpoint: dict | None, data: MnistSplits) -> None:
         self._reports: queue.Queue = queue.Queue(maxsize=1)
         self._orders: queue.Queue = queue.Queue()
         self._asked = False
@@ -81,7 +81,7 @@ class Run:
         """End the run at its next report (at once, when it waits at one)."""
         self._orders.put("stop")
 
-    def _train(self, config: TrainConfig, checkpoint: dict | None, data) -> None:
+    def _train(self, config: TrainConfig, checkpoint: dict | None, data: MnistSplits) -> None:
         import torch
 
         from vae_core.train import train
