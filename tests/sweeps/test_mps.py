@@ -39,12 +39,13 @@ def test_mps_takes_the_default_share_or_a_share_below_one():
     assert SweepConfig(name="m", mps=True, gpus_per_trial=0.25).gpus_per_trial == 0.25
 
 
-def test_mps_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cli_env):
+@pytest.mark.parametrize("flag", ["--mps", "--streams"])  # the two ways to share a GPU
+def test_gpu_sharing_without_a_gpu_is_one_line_and_writes_nothing(flag, tmp_path, cli_env):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     storage = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "vae_sweep", "run", "--mps", "--data", "mnist-5k"]
+        [sys.executable, "-m", "vae_sweep", "run", flag, "--data", "mnist-5k"]
         + ["--storage", str(storage), "--name", "m"],
         capture_output=True,
         text=True,
@@ -52,7 +53,7 @@ def test_mps_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cli_env):
         timeout=300,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "vae-sweep: error: --mps needs a CUDA GPU, but none is visible"
+    assert proc.stderr.strip() == f"vae-sweep: error: {flag} needs a CUDA GPU, but none is visible"
     assert not storage.exists()
 
 

@@ -1,12 +1,11 @@
 """--streams' Trainer: one process trains several trials' runs at once, each exactly as alone,
 one epoch at a time as its trial asks; stopped, failed and restarted runs; trials relaying to
 it through a real Ray Tune run with ASHA stopping some. All on the CPU (threads, no streams);
-on a GPU, a sweep with --streams: tests/gpu/test_sweep_gpu.py."""
+on a GPU, a sweep with --streams: tests/gpu/test_sweep_gpu.py; without one, --streams' error:
+tests/sweeps/test_mps.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -162,21 +161,3 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(trainer, t
 def test_streams_options_that_cannot_work_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
         SweepConfig(name="s", streams=True, **options)
-
-
-def test_streams_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cli_env):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    storage = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "vae_sweep", "run", "--streams", "--data", "mnist-5k"]
-        + ["--storage", str(storage), "--name", "s"],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    error = "vae-sweep: error: --streams needs a CUDA GPU, but none is visible"
-    assert proc.stderr.strip() == error
-    assert not storage.exists()
