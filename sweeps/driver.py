@@ -21,7 +21,7 @@ from sweeps.optuna_study import OptunaDb, search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
-from sweeps.trainer import check_streams, trainers
+from sweeps.trainer import Trainers, check_streams, trainers
 from sweeps.tuner import build_tuner, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import ConfigError
@@ -77,8 +77,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         record = _started(record, config, data, slots, cluster)
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
-        with trainers(config.streams, data, gpus=int(cluster.get("GPU", 0))) as handles:
-            _fit(config, data, results_dir, slots, handles)
+        with trainers(config.streams, data, gpus=int(cluster.get("GPU", 0))) as streams:
+            _fit(config, data, results_dir, slots, streams)
         # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
         ended_at = now()
     return _finish(config, results_dir, record, ended_at)
@@ -170,7 +170,11 @@ def trial_resources(cpus: float, gpus: float) -> str:
 
 
 def _fit(
-    config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None, trainers: dict
+    config: SweepConfig,
+    data: MnistSplits,
+    results_dir: str,
+    slots: int | None,
+    trainers: Trainers | None,
 ) -> None:
     """Run the Tuner; the study's database reaches the results folder even if it fails."""
     db = OptunaDb(results_dir)

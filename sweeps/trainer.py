@@ -8,7 +8,9 @@ process-wide state, see docs/design.md). A trial still is a Ray Tune trial, with
 its ASHA decisions and its checkpoints; it only relays: it starts its run on its GPU's Trainer,
 then asks for one epoch at a time and reports it (sweeps.trial). A run goes on to its next
 epoch only when its trial asks for it, that is once Tune has let the trial go on, as it would
-in the trial's own process.
+in the trial's own process. A run writes each epoch's checkpoint itself, into a folder the
+sweep owns, and hands its trial the folder to report: the state never travels through Ray's
+object store (pickled in the Trainer, where the other runs wait for the interpreter meanwhile).
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import ray
 from ray.actor import ActorHandle
 
-from sweeps.trial import trains_on
+from sweeps.trial import save_epoch, trains_on
 from sweeps.worker_data import WorkerData
 from vae_core.config import TrainConfig
 from vae_core.data import MnistSplits
@@ -38,18 +42,30 @@ log = logging.getLogger(__name__)
 ABANDONED_AFTER_S = 600.0
 MAX_RUNS = 64  # threads a Trainer serves at once: far more trials than share one GPU
 # A Trainer that died (its process, say, killed) comes back; its trials fail and Tune restarts
-# them from their checkpoints on it, as it restarts trials whose own process died.
+# them from their checkpoints on it, as it restarts trials whose own process died. Calls that
+# mean the same on the new process (all but next_epoch, whose run died with the old one) wait
+# for it instead of failing.
 MAX_RESTARTS = 3
+SAFE_AGAIN = ray.method(max_task_retries=-1)
 
 
 class RunStopped(Exception):
     """Raised inside a run's thread, at a report, when the run is to end."""
 
 
-class Run:
-    """One trial's `train` in a thread: hands each epoch's report over and waits to be let on."""
+# An epoch as a run hands it to its trial: the metrics, and the folder its checkpoint was written
+# to with the seconds that took (sweeps.trial.save_epoch), or None (a diverged epoch).
+Epoch = tuple[dict, tuple[str, float] | None]
 
-    def __init__(self, config: TrainConfig, checkpoint: dict | None, data: MnistSplits) -> None:
+
+class Run:
+    """One trial's `train` in a thread: hands each epoch's report over and waits to be let on.
+    Each epoch's checkpoint goes into a new folder under `folder`; the trial removes it."""
+
+    def __init__(
+        self, config: TrainConfig, checkpoint: dict | None, data: MnistSplits, folder: str
+    ) -> None:
+        self._folder = folder
         self._reports: queue.Queue = queue.Queue(maxsize=1)
         self._orders: queue.Queue = queue.Queue()
         self._asked = False
@@ -57,8 +73,8 @@ class Run:
             target=self._train, args=(config, checkpoint, data), daemon=True
         )
 
-    def next_epoch(self) -> tuple[dict, dict | None] | None:
-        """The next epoch's (metrics, checkpoint state), or None when the run has ended.
+    def next_epoch(self) -> Epoch | None:
+        """The next epoch (see Epoch), or None when the run has ended.
 
         Raises whatever `train` raised (a bad checkpoint, say)."""
         if not self._asked:
@@ -99,7 +115,8 @@ class Run:
         self._reports.put(("epoch", None))  # the end
 
     def _report(self, metrics: dict, state: dict | None) -> None:
-        self._reports.put(("epoch", (metrics, state)))
+        saved = None if state is None else save_epoch(state, self._folder)
+        self._reports.put(("epoch", (metrics, saved)))
         try:
             order = self._orders.get(timeout=ABANDONED_AFTER_S)
         except queue.Empty:
@@ -113,26 +130,37 @@ class Trainer:
     """The runs of the trials that share one GPU, each in a thread on a stream of its own.
 
     Its methods are called by the trials (sweeps.trial), concurrently: a threaded Ray actor.
+    Its one argument is the folder its runs write their checkpoints to: a Trainer that Ray
+    restarts gets it again, while the data, which every start brings, needs nothing kept.
     """
 
-    def __init__(self, data: WorkerData) -> None:
-        self._data = data
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
-    def start(self, trial_id: str, config: dict, checkpoint: dict | None) -> dict:
-        """Set up a trial's run (from `checkpoint` when given); a trial restarted after a
-        failure replaces its earlier run. Returns where it trains (sweeps.trial.trains_on)."""
+    @SAFE_AGAIN
+    def warm(self, data: WorkerData) -> None:
+        """Put the data on this Trainer's GPU (creating its CUDA context) while the trials'
+        processes start, so that the first trial finds it there."""
+        with self._lock:
+            data.on(resolve_device("auto"))
+
+    @SAFE_AGAIN
+    def start(self, trial_id: str, config: dict, checkpoint: dict | None, data: WorkerData) -> dict:
+        """Set up a trial's run (from `checkpoint` when given) on `data`; a trial restarted
+        after a failure replaces its earlier run. Returns where it trains
+        (sweeps.trial.trains_on)."""
         train_config = TrainConfig(**config)
         with self._lock:  # the first start fetches the data; the others wait for it
-            data = self._data.on(resolve_device(train_config.device))
+            splits = data.on(resolve_device(train_config.device))
             earlier = self._runs.pop(trial_id, None)
-            self._runs[trial_id] = Run(train_config, checkpoint, data)
+            self._runs[trial_id] = Run(train_config, checkpoint, splits, self._folder)
         if earlier is not None:
             earlier.stop()
         return trains_on(train_config)
 
-    def next_epoch(self, trial_id: str) -> tuple[dict, dict | None] | None:
+    def next_epoch(self, trial_id: str) -> Epoch | None:
         """The trial's next epoch (see Run.next_epoch); the run is forgotten once it ended."""
         run = self._runs[trial_id]
         try:
@@ -144,6 +172,7 @@ class Trainer:
             self._forget(trial_id, run)
         return epoch
 
+    @SAFE_AGAIN
     def stop(self, trial_id: str) -> None:
         """End the trial's run, if it still has one."""
         with self._lock:
@@ -151,14 +180,35 @@ class Trainer:
         if run is not None:
             run.stop()
 
+    @SAFE_AGAIN
     def runs(self) -> int:
         """Runs under way."""
         return len(self._runs)
+
+    @SAFE_AGAIN
+    def pid(self) -> int:
+        """This Trainer's process (one that Ray restarted has another)."""
+        return os.getpid()
 
     def _forget(self, trial_id: str, run: Run) -> None:
         with self._lock:
             if self._runs.get(trial_id) is run:
                 del self._runs[trial_id]
+
+
+@dataclass(frozen=True)
+class Trainers:
+    """What a relaying trial needs: the Trainers by GPU id, and the data they train on."""
+
+    handles: dict[str, ActorHandle]
+    data: WorkerData
+    folder: str  # where the runs write their checkpoints, until their trials report them
+
+    def of_this_trial(self) -> ActorHandle:
+        """The Trainer of the GPU that Ray gave this trial its share of (the only one, if one)."""
+        if len(self.handles) == 1:
+            return next(iter(self.handles.values()))
+        return self.handles[str(ray.get_gpu_ids()[0])]
 
 
 def check_streams(on: bool) -> None:
@@ -175,12 +225,15 @@ def check_streams(on: bool) -> None:
 
 
 @contextmanager
-def trainers(on: bool, data: MnistSplits, gpus: int) -> Iterator[dict[str, ActorHandle]]:
-    """A Trainer per GPU of the local Ray, by its GPU id, for the block; none when `on` is
-    false. Each takes no Ray resources: the trials that relay to it hold the GPU shares and
-    CPUs it uses, so Ray packs them as it packs trials that train themselves."""
+def trainers(on: bool, data: MnistSplits, gpus: int) -> Iterator[Trainers | None]:
+    """A Trainer per GPU of the local Ray, for the block; None when `on` is false. Each takes
+    no Ray resources: the trials that relay to it hold the GPU shares and CPUs it uses, so Ray
+    packs them as it packs trials that train themselves.
+
+    The Trainers start while the block goes on (the trials' own processes start meanwhile): a
+    Trainer that cannot start fails its trials with its reason."""
     if not on:
-        yield {}
+        yield None
         return
     data = WorkerData(data)  # in the object store once; each Trainer fetches it
     actor = ray.remote(num_cpus=0, num_gpus=0, max_concurrency=MAX_RUNS, max_restarts=MAX_RESTARTS)(
@@ -190,17 +243,25 @@ def trainers(on: bool, data: MnistSplits, gpus: int) -> Iterator[dict[str, Actor
     # a Trainer sees its GPU alone (Ray leaves the variable alone for an actor without GPUs).
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = visible.split(",")[:gpus] if visible else [str(i) for i in range(gpus)]
-    handles = {
-        gpu: actor.options(runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": gpu}}).remote(data)
-        for gpu in ids
-    }
-    try:
-        ray.get([h.runs.remote() for h in handles.values()])  # up, before the first trial
+    # The runs' checkpoints, each removed by its trial once Ray has copied it to the results
+    # folder; what a stopped or failed trial left goes with the folder at the end.
+    with tempfile.TemporaryDirectory(
+        prefix="vae-sweep-streams-", ignore_cleanup_errors=True
+    ) as folder:
+        handles = {
+            gpu: actor.options(runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": gpu}}).remote(
+                folder
+            )
+            for gpu in ids
+        }
+        for handle in handles.values():
+            handle.warm.remote(data)
         log.info(
             "streams: the trials that share a GPU train in one process per GPU, each on a "
             "CUDA stream of its own"
         )
-        yield handles
-    finally:
-        for handle in handles.values():
-            ray.kill(handle)
+        try:
+            yield Trainers(handles, data, folder)
+        finally:
+            for handle in handles.values():
+                ray.kill(handle)

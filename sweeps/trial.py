@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 from ray import tune
@@ -25,47 +27,46 @@ from vae_core.device import resolve_device, resolve_precision
 from vae_core.step import uses_cuda_graph
 from vae_core.train import train
 
+if TYPE_CHECKING:
+    from sweeps.trainer import Trainers
+
 # When this worker process had the trial's code imported (Ray Tune, torch, vae_core): with the
 # trials' start and epoch times, where a sweep's first seconds go (bench/sweep_overhead.py).
 CODE_IMPORTED_AT = time.time()
 
 
-def run_trial(config: dict, data: WorkerData | None = None, trainers: dict | None = None) -> None:
+def run_trial(
+    config: dict, data: WorkerData | None = None, trainers: Trainers | None = None
+) -> None:
     """The trainable: `config` is a TrainConfig's fields; `data` comes through the object
     store (`tune.with_parameters`), fetched once per worker, not loaded by every trial.
-    With `trainers` instead (--streams: sweeps.trainer's, by GPU id), the Trainer of the
-    trial's GPU trains it, and the trial relays its epochs."""
+    With `trainers` instead (--streams: sweeps.trainer's), the Trainer of the trial's GPU
+    trains it, and the trial relays its epochs."""
     # Ray Train logs every persisted checkpoint at INFO, which the driver would print each epoch.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     train_config = TrainConfig(**config)
     state = _restore()
     history = state["history"] if state else []
     if trainers:
-        _relay(_trainer_of_this_trial(trainers), train_config, state, history)
+        _relay(trainers, train_config, state, history)
         return
     report = TuneReport(train_config, history, trains_on(train_config))
     splits = data.on(resolve_device(train_config.device))
     train(train_config, report, state, data=splits)
 
 
-def _trainer_of_this_trial(trainers: dict):
-    """The Trainer of the GPU that Ray gave this trial its share of (the only one, if one)."""
-    if len(trainers) == 1:
-        return next(iter(trainers.values()))
-    return trainers[str(ray.get_gpu_ids()[0])]
-
-
-def _relay(trainer, config: TrainConfig, state: dict | None, history: list[dict]) -> None:
-    """Train on `trainer` one epoch at a time, each reported before the next is asked for.
-
-    When Tune stops the trial, its report raises (SystemExit) and the run is stopped too."""
+def _relay(trainers: Trainers, config: TrainConfig, state: dict | None, history: list) -> None:
+    """Train on this trial's Trainer one epoch at a time, each reported before the next is
+    asked for. When Tune stops the trial, its report raises (SystemExit) and the run is
+    stopped too."""
+    trainer = trainers.of_this_trial()
     trial_id = tune.get_context().get_trial_id()
     try:
         # The Trainer says where the run trains: this process has no CUDA context to ask.
-        where = ray.get(trainer.start.remote(trial_id, config.to_dict(), state))
+        where = ray.get(trainer.start.remote(trial_id, config.to_dict(), state, trainers.data))
         report = TuneReport(config, history, where)
         while (epoch := ray.get(trainer.next_epoch.remote(trial_id))) is not None:
-            report(*epoch)
+            report.saved(*epoch)
     except ray.exceptions.RayTaskError as err:  # the run's own error, not Ray's wrapper
         raise err.as_instanceof_cause() from None
     finally:
@@ -80,6 +81,19 @@ def trains_on(config: TrainConfig) -> dict:
         config.precision, device, batch_size=config.batch_size, graph=graph
     )
     return {"device": device.type, "precision": precision}
+
+
+def save_epoch(state: dict, root: str | None = None) -> tuple[str, float]:
+    """Write an epoch's checkpoint state into a new folder under `root` (the system's
+    temporary folder by default); returns the folder and the seconds the writing took."""
+    folder = tempfile.mkdtemp(prefix="vae-sweep-ckpt-", dir=root)
+    t0 = time.perf_counter()
+    try:
+        save_checkpoint(state, Path(folder) / CHECKPOINT_FILE)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, time.perf_counter() - t0
 
 
 def _restore() -> dict | None:
@@ -117,6 +131,11 @@ class TuneReport:
         self.extra = {**where, "node_id": ray.get_runtime_context().get_node_id()}
 
     def __call__(self, metrics: dict, state: dict | None) -> None:
+        self.saved(metrics, None if state is None else save_epoch(state))
+
+    def saved(self, metrics: dict, checkpoint: tuple[str, float] | None) -> None:
+        """Report an epoch whose checkpoint `save_epoch` wrote (folder, seconds), or None
+        (diverged: nothing worth keeping); the folder is removed once Ray has copied it."""
         self.inside += metrics["epoch_seconds"]
         outside = time.perf_counter() - self.started - self.inside
         if math.isfinite(metrics["val_loss"]):
@@ -137,14 +156,14 @@ class TuneReport:
             import_started_at=IMPORT_STARTED_AT,
             code_imported_at=CODE_IMPORTED_AT,
         )
-        if state is None:  # diverged: nothing worth keeping
+        if checkpoint is None:
             self._report(metrics)
             return
-        with tempfile.TemporaryDirectory(prefix="vae-sweep-ckpt-") as folder:
-            t0 = time.perf_counter()
-            save_checkpoint(state, Path(folder) / CHECKPOINT_FILE)
-            metrics["checkpoint_seconds"] = time.perf_counter() - t0
+        folder, metrics["checkpoint_seconds"] = checkpoint
+        try:
             self._report(metrics, tune.Checkpoint.from_directory(folder))
+        finally:  # also when Tune stops the trial inside its report
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _report(self, metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
         # Returns when Tune's controller lets the trial go on (never, when it stops it).

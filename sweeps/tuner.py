@@ -13,6 +13,7 @@ from sweeps.config import SweepConfig
 from sweeps.optuna_study import searcher
 from sweeps.progress import Progress
 from sweeps.results import ResultsWriter
+from sweeps.trainer import Trainers
 from sweeps.trial import run_trial
 from sweeps.worker_data import WorkerData
 from vae_core.data import MnistSplits
@@ -27,7 +28,7 @@ def build_tuner(
     *,
     slots: int | None,
     db_url: str,
-    trainers: dict | None = None,
+    trainers: Trainers | None = None,
 ) -> tune.Tuner:
     """The Tuner for a resolved `config` (see SweepConfig.resolved); restored on resume.
 
@@ -104,7 +105,7 @@ def trial_name(trial) -> str:
     return trial.trial_id
 
 
-def make_trainable(config: SweepConfig, data: MnistSplits, trainers: dict | None = None):
+def make_trainable(config: SweepConfig, data: MnistSplits, trainers: Trainers | None = None):
     """run_trial with the data (put in Ray's object store once, fetched once per worker), or
     with the Trainers that hold it, and each trial's resources: CPUs and a GPU share; with
     0.25, Ray packs 4 trials onto one GPU."""

@@ -7,6 +7,7 @@ tests/sweeps/test_mps.py."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -14,10 +15,11 @@ import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from results_folder import load_checkpoint
+from results_folder.layout import CHECKPOINT_FILE
 from sweeps import SweepConfig
-from sweeps.trainer import Run, Trainer
+from sweeps.trainer import Run, trainers
 from sweeps.trial import run_trial
-from sweeps.worker_data import WorkerData
 from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
 
 TINY = dict(data="mnist-5k", train_limit=256, batch_size=64, threads=1, device="cpu")
@@ -33,28 +35,41 @@ def splits():
 
 
 @pytest.fixture
-def trainer(ray_local, splits):
-    handle = ray.remote(num_cpus=0, max_concurrency=8)(Trainer).remote(WorkerData(splits))
-    yield handle
-    ray.kill(handle)
+def streams(ray_local, splits):
+    """A sweep's Trainers as `vae-sweep run --streams` starts them, for one (CPU) "GPU"."""
+    with trainers(True, splits, gpus=1) as started:
+        yield started
 
 
-def epochs_of(trainer, trial_id: str) -> list[tuple[dict, dict | None]]:
+@pytest.fixture
+def trainer(streams):
+    return streams.of_this_trial()
+
+
+def start(streams, trial_id: str, config: dict, checkpoint: dict | None = None) -> dict:
+    trainer = streams.of_this_trial()
+    return ray.get(trainer.start.remote(trial_id, config, checkpoint, streams.data))
+
+
+def state_of(epoch) -> dict:
+    """The checkpoint state a run wrote for an epoch it handed over."""
+    _, (folder, _) = epoch
+    return load_checkpoint(Path(folder) / CHECKPOINT_FILE)
+
+
+def epochs_of(trainer, trial_id: str) -> list:
     out = []
     while (epoch := ray.get(trainer.next_epoch.remote(trial_id))) is not None:
         out.append(epoch)
     return out
 
 
-def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(trainer, splits):
+def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(streams, trainer, splits):
     configs = [
         TrainConfig(**TINY, epochs=2, z_dim=4, fc_size=64, seed=1),
         TrainConfig(**TINY, epochs=2, z_dim=8, fc_size=128, seed=2),
     ]
-    where = [
-        ray.get(trainer.start.remote(f"t{i}", config.to_dict(), None))
-        for i, config in enumerate(configs)
-    ]
+    where = [start(streams, f"t{i}", config.to_dict()) for i, config in enumerate(configs)]
     # Interleaved, as trials relaying at once ask.
     got = {f"t{i}": [] for i in range(2)}
     for _ in range(2):
@@ -70,34 +85,56 @@ def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(trainer, splits)
         assert [without_timings(m) for m, _ in got[trial_id]] == [
             without_timings(m) for m, _ in alone
         ]
-        last, expected = got[trial_id][-1][1], alone[-1][1]
+        last, expected = state_of(got[trial_id][-1]), alone[-1][1]
         for name, tensor in expected["model"].items():
             assert torch.equal(last["model"][name], tensor), name
+        # Written into the sweep's folder by the Trainer, for the trial to report.
+        assert Path(got[trial_id][-1][1][0]).parent == Path(streams.folder)
 
 
-def test_a_run_goes_on_only_when_asked_and_a_stopped_one_ends(trainer):
+def test_a_run_goes_on_only_when_asked_and_a_stopped_one_ends(streams, trainer):
     config = TrainConfig(**TINY, epochs=3)
-    ray.get(trainer.start.remote("t", config.to_dict(), None))
-    metrics, state = ray.get(trainer.next_epoch.remote("t"))
-    assert metrics["epoch"] == 1 and state["epoch"] == 1
+    start(streams, "t", config.to_dict())
+    epoch = ray.get(trainer.next_epoch.remote("t"))
+    assert epoch[0]["epoch"] == 1 and state_of(epoch)["epoch"] == 1
     ray.get(trainer.stop.remote("t"))
     assert ray.get(trainer.runs.remote()) == 0
     with pytest.raises(ray.exceptions.RayTaskError, match="KeyError"):
         ray.get(trainer.next_epoch.remote("t"))
 
 
-def test_a_restarted_trial_resumes_from_its_checkpoint_in_place_of_its_earlier_run(trainer):
+def test_a_restarted_trial_resumes_from_its_checkpoint_in_place_of_its_earlier_run(
+    streams, trainer
+):
     config = TrainConfig(**TINY, epochs=2).to_dict()
-    ray.get(trainer.start.remote("t", config, None))
-    _, state = ray.get(trainer.next_epoch.remote("t"))
-    ray.get(trainer.start.remote("t", config, state))  # as after a failure: from epoch 1
+    start(streams, "t", config)
+    state = state_of(ray.get(trainer.next_epoch.remote("t")))
+    start(streams, "t", config, state)  # as after a failure: from epoch 1
     assert ray.get(trainer.runs.remote()) == 1
     assert [m["epoch"] for m, _ in epochs_of(trainer, "t")] == [2]
 
 
-def test_a_run_its_trial_abandoned_stops_and_a_late_ask_is_an_error(splits, monkeypatch):
+def test_a_trainer_whose_process_died_comes_back_and_trains_what_is_started_on_it(streams, trainer):
+    # Its trials fail and Tune restarts them on it; each start brings the data again.
+    config = TrainConfig(**TINY, epochs=1).to_dict()
+    pid = ray.get(trainer.pid.remote())
+    ray.kill(trainer, no_restart=False)
+    start(streams, "t", config)
+    assert ray.get(trainer.pid.remote()) != pid
+    assert [m["epoch"] for m, _ in epochs_of(trainer, "t")] == [1]
+
+
+def test_what_runs_left_unreported_goes_with_the_sweep(ray_local, splits):
+    with trainers(True, splits, gpus=1) as streams:
+        start(streams, "t", TrainConfig(**TINY, epochs=2).to_dict())
+        left = ray.get(streams.of_this_trial().next_epoch.remote("t"))[1][0]  # never reported
+        assert Path(left).is_dir()
+    assert not Path(streams.folder).exists()
+
+
+def test_a_run_its_trial_abandoned_stops_and_a_late_ask_is_an_error(splits, monkeypatch, tmp_path):
     monkeypatch.setattr("sweeps.trainer.ABANDONED_AFTER_S", 0.5)
-    run = Run(TrainConfig(**TINY, epochs=3), None, splits)
+    run = Run(TrainConfig(**TINY, epochs=3), None, splits, str(tmp_path))
     metrics, _ = run.next_epoch()
     assert metrics["epoch"] == 1
     time.sleep(1.5)  # nobody asks for epoch 2: the run stops, freeing what it holds
@@ -105,18 +142,18 @@ def test_a_run_its_trial_abandoned_stops_and_a_late_ask_is_an_error(splits, monk
         run.next_epoch()
 
 
-def test_a_run_that_fails_fails_its_trial_with_its_own_error(trainer):
+def test_a_run_that_fails_fails_its_trial_with_its_own_error(streams, trainer):
     config = TrainConfig(**TINY, epochs=2)
-    ray.get(trainer.start.remote("t", config.to_dict(), None))
-    _, state = ray.get(trainer.next_epoch.remote("t"))
+    start(streams, "t", config.to_dict())
+    state = state_of(ray.get(trainer.next_epoch.remote("t")))
     other = TrainConfig(**{**TINY, "fc_size": 99}, epochs=2).to_dict()  # not that checkpoint's
-    ray.get(trainer.start.remote("u", other, state))
+    start(streams, "u", other, state)
     with pytest.raises(CheckpointError):
         ray.get(trainer.next_epoch.remote("u"))
     assert ray.get(trainer.runs.remote()) == 1  # "t", still waiting to be asked
 
 
-def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(trainer, tmp_path):
+def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(streams, trainer, tmp_path):
     # One at a time, the good rate first: ASHA (reduction 2) then stops the hopeless one at
     # its first epoch, inside its report, which must end its run on the Trainer too.
     space = {
@@ -124,7 +161,7 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(trainer, t
         "lr": tune.grid_search([3e-3, 1e-6]),
     }
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, trainers={"0": trainer}), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(run_trial, trainers=streams), {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
             scheduler=ASHAScheduler(
@@ -147,6 +184,8 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(trainer, t
     assert {r.metrics["device"] for r in results} == {"cpu"}  # as the Trainer said
     assert all(r.checkpoint is not None for r in results)
     assert ray.get(trainer.runs.remote()) == 0
+    # Each epoch's folder went once Ray had its copy, the stopped trial's too.
+    assert list(Path(streams.folder).iterdir()) == []
 
 
 @pytest.mark.parametrize(
