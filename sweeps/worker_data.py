@@ -28,6 +28,11 @@ class WorkerData:
         if _held is None or _held[0] != key:
             _held = None  # let the old copy go before the new one is made
             _held = (key, ray.get(self._ref).to(device))
+            if device.type == "cuda":
+                # Copies from pageable memory may still be landing when `to` returns, and
+                # --streams' runs read the data on streams of their own, which do not wait
+                # for this one (PyTorch's streams do not synchronize with the default one).
+                torch.cuda.current_stream(device).synchronize()
         return _held[1]
 
 
