@@ -81,6 +81,8 @@ step sweep 150 bash -c 'gpu=$(mktemp)
 # Which share of the GPU per trial is fastest under MPS and with --streams (time-sliced: 0.25).
 step packing-mps 150 python3 bench/packing.py --data mnist --mps --shares 0.25 0.125
 step packing-streams 150 python3 bench/packing.py --data mnist --streams --shares 0.25 0.125
+# --streams' per-epoch hand-over of a checkpoint from the Trainer, on this machine's CPU.
+step handover 40 python3 bench/handover.py
 # Each import in a fresh process, and whether its bytecode is cached.
 step imports 45 python3 bench/import_times.py
 # vae_core's own time outside epochs, trial after trial in one process, with new model sizes.
