@@ -6,6 +6,8 @@ tests/sweeps/test_mps.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from results_folder.layout import CHECKPOINT_FILE
 from sweeps import SweepConfig
 from sweeps.trainer import Run, trainers
 from sweeps.trial import run_trial
+from tests.conftest import SUBPROCESS_NODE_IP
 from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
 
 TINY = dict(data="mnist-5k", train_limit=256, batch_size=64, threads=1, device="cpu")
@@ -186,6 +189,47 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(streams, t
     assert ray.get(trainer.runs.remote()) == 0
     # Each epoch's folder went once Ray had its copy, the stopped trial's too.
     assert list(Path(streams.folder).iterdir()) == []
+
+
+# A local Ray of its own with two GPUs declared (Ray takes the count on trust; nothing here
+# touches CUDA), the driver seeing GPUs 2 and 3 of a larger machine: two tasks that hold a GPU
+# each, as trials do, pick a Trainer each; prints each task's GPU, its Trainer's and the
+# CUDA_VISIBLE_DEVICES of that Trainer's process.
+MULTI_GPU_PROBE = """
+import sys, time
+import ray
+from sweeps.trainer import trainers
+from vae_core import load_mnist
+
+ray.init(_node_ip_address=sys.argv[1], num_cpus=2, num_gpus=2, include_dashboard=False)
+
+@ray.remote(num_gpus=1, num_cpus=0)
+def choose(streams):
+    chosen = streams.of_this_trial()
+    time.sleep(2)  # both hold a GPU at once: one each
+    (gpu,) = [g for g, handle in streams.handles.items() if handle._actor_id == chosen._actor_id]
+    return str(ray.get_gpu_ids()[0]), gpu, ray.get(chosen.pid.remote())
+
+with trainers(True, load_mnist("mnist-5k").limit_train(64), gpus=2) as streams:
+    for held, gpu, pid in ray.get([choose.remote(streams) for _ in range(2)]):
+        env = open(f"/proc/{pid}/environ").read().split("\\0")
+        visible = [e.split("=", 1)[1] for e in env if e.startswith("CUDA_VISIBLE_DEVICES=")]
+        print(held, gpu, *visible)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_with_several_gpus_a_trial_relays_to_the_trainer_of_its_own_gpu(cli_env):
+    proc = subprocess.run(
+        [sys.executable, "-c", MULTI_GPU_PROBE, SUBPROCESS_NODE_IP],
+        capture_output=True,
+        text=True,
+        env={**cli_env, "CUDA_VISIBLE_DEVICES": "2,3"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = sorted(line.split() for line in proc.stdout.splitlines())
+    assert rows == [["2", "2", "2"], ["3", "3", "3"]]
 
 
 @pytest.mark.parametrize(
