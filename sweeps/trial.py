@@ -137,7 +137,10 @@ class TuneReport:
         """Report an epoch whose checkpoint `save_epoch` wrote (folder, seconds), or None
         (diverged: nothing worth keeping); the folder is removed once Ray has copied it."""
         self.inside += metrics["epoch_seconds"]
-        outside = time.perf_counter() - self.started - self.inside
+        # This epoch's checkpoint is already written: it counts in the next report's time
+        # outside, with the report that copies it, as `checkpoint_seconds` here.
+        written = checkpoint[1] if checkpoint else 0.0
+        outside = time.perf_counter() - self.started - self.inside - written
         if math.isfinite(metrics["val_loss"]):
             self.best = min(self.best, metrics["val_loss"])
         # Non-finite numbers become NaN: ASHA's cut-off (np.nanpercentile) skips NaN, while
