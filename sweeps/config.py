@@ -21,6 +21,9 @@ DEFAULT_STORAGE = "results"  # under the current directory, made absolute when t
 # 4 trials a GPU: the fastest end to end of 0.5, 0.25 and 0.125 with graph-captured steps on an
 # H200 (bench/packing.py: 1.14x over 0.5); sharing hides each trial's start-up (BENCHMARKS.md).
 GPU_SHARE = 0.25
+# PyTorch's pool of CUDA streams per GPU (c10/cuda/CUDAStream.cpp): with --streams, a run
+# trains on one of them that no other live run holds (sweeps.trainer.Streams).
+POOL_STREAMS = 32
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -126,6 +129,11 @@ def _problems(c: SweepConfig) -> list[str]:
             out.append(
                 f"{flag} is for trials that share a GPU (--gpus-per-trial below 1), not {gpus!r}"
             )
+    if c.streams and gpus is not None and 0 < gpus < 1 / POOL_STREAMS:
+        out.append(
+            f"--streams trains at most {POOL_STREAMS} trials at once on a GPU (PyTorch's CUDA "
+            f"streams per GPU): --gpus-per-trial must be at least 1/{POOL_STREAMS}, not {gpus!r}"
+        )
     if c.mps and c.streams:
         out.append("--mps and --streams are two ways to the same end: choose one")
     return out

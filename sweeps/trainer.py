@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import ray
 from ray.actor import ActorHandle
 
+from sweeps.config import POOL_STREAMS
 from sweeps.trial import save_epoch, trains_on
 from sweeps.worker_data import WorkerData
 from vae_core.config import TrainConfig
@@ -49,6 +50,45 @@ MAX_RESTARTS = 3
 SAFE_AGAIN = ray.method(max_task_retries=-1)
 
 
+class Streams:
+    """CUDA streams for a Trainer's runs, none held by two live runs at once.
+
+    torch.cuda.Stream() hands out PyTorch's pool of streams (32 per GPU) in turn, so after a
+    sweep's first few dozen runs a new run's stream would be a live one's: its kernels would
+    queue behind the other run's, and while either captures its CUDA graph on the stream the
+    other's kernels would be captured into that graph. So a stream is handed out only when no
+    run holds it, and a run waits, up to `wait_s`, when every one is held."""
+
+    def __init__(self, new_stream=None, wait_s: float = 600.0) -> None:
+        self._new_stream = new_stream  # torch.cuda.Stream when None
+        self._wait_s = wait_s
+        self._held: set[int] = set()
+        self._freed = threading.Condition()
+
+    def take(self, device):
+        """A stream of `device` that no live run holds."""
+        import torch
+
+        new_stream = self._new_stream or (lambda: torch.cuda.Stream(device))
+        with self._freed:
+            if not self._freed.wait_for(lambda: len(self._held) < POOL_STREAMS, self._wait_s):
+                raise RuntimeError(
+                    f"{POOL_STREAMS} runs hold all of PyTorch's streams for this GPU; none "
+                    f"came free in {self._wait_s:.0f} s"
+                )
+            for _ in range(POOL_STREAMS * 8):  # others than the Trainer may take some in turn
+                stream = new_stream()
+                if stream.cuda_stream not in self._held:
+                    self._held.add(stream.cuda_stream)
+                    return stream
+        raise RuntimeError("no free CUDA stream in PyTorch's pool")
+
+    def give_back(self, stream) -> None:
+        with self._freed:
+            self._held.discard(stream.cuda_stream)
+            self._freed.notify()
+
+
 class RunStopped(Exception):
     """Raised inside a run's thread, at a report, when the run is to end."""
 
@@ -63,9 +103,14 @@ class Run:
     Each epoch's checkpoint goes into a new folder under `folder`; the trial removes it."""
 
     def __init__(
-        self, config: TrainConfig, checkpoint: dict | None, data: MnistSplits, folder: str
+        self,
+        config: TrainConfig,
+        checkpoint: dict | None,
+        data: MnistSplits,
+        folder: str,
+        streams: Streams,
     ) -> None:
-        self._folder = folder
+        self._folder, self._streams = folder, streams
         self._reports: queue.Queue = queue.Queue(maxsize=1)
         self._orders: queue.Queue = queue.Queue()
         self._asked = False
@@ -103,8 +148,9 @@ class Run:
         from vae_core.train import train
 
         device = resolve_device(config.device)
-        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        stream = None
         try:
+            stream = self._streams.take(device) if device.type == "cuda" else None
             with torch.cuda.stream(stream) if stream is not None else nullcontext():
                 train(config, self._report, checkpoint, data=data)
         except RunStopped:
@@ -112,6 +158,9 @@ class Run:
         except BaseException as err:  # handed to the trial, which fails with it
             self._reports.put(("error", err))
             return
+        finally:
+            if stream is not None:
+                self._streams.give_back(stream)
         self._reports.put(("epoch", None))  # the end
 
     def _report(self, metrics: dict, state: dict | None) -> None:
@@ -138,6 +187,7 @@ class Trainer:
         self._folder = folder
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
+        self._streams = Streams()
 
     @SAFE_AGAIN
     def warm(self, data: WorkerData) -> None:
@@ -155,7 +205,9 @@ class Trainer:
         with self._lock:  # the first start fetches the data; the others wait for it
             splits = data.on(resolve_device(train_config.device))
             earlier = self._runs.pop(trial_id, None)
-            self._runs[trial_id] = Run(train_config, checkpoint, splits, self._folder)
+            self._runs[trial_id] = Run(
+                train_config, checkpoint, splits, self._folder, self._streams
+            )
         if earlier is not None:
             earlier.stop()
         return trains_on(train_config)

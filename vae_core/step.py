@@ -176,7 +176,7 @@ class GraphStep:
         with rewound(self.model, self.optimizer, self.noise):
             # Eager warm-up on a side stream: creates Adam's state, runs cuDNN's autotuning and
             # the autograd engine's lazy set-up, none of which may happen during capture.
-            side = torch.cuda.Stream()
+            side = _capture_stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(WARMUP_STEPS):
@@ -189,9 +189,9 @@ class GraphStep:
             # The reparameterisation draws from our own generator, not the default one: the
             # graph must own its state so that each replay draws fresh noise, in eager order.
             graph.register_generator_state(self.noise)
-            # Capture on our side stream (torch.cuda.graph's default is one stream for the
-            # whole process); "thread_local" lets other threads' runs go on meanwhile, while
-            # this thread may still make no call that capture forbids.
+            # Capture on that stream (torch.cuda.graph's default is one stream for the whole
+            # process); "thread_local" lets other threads' runs go on meanwhile, while this
+            # thread may still make no call that capture forbids.
             with _CAPTURE, torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 self._body()
         torch.cuda.current_stream().synchronize()  # this run's work only, not other threads'
@@ -203,6 +203,18 @@ class GraphStep:
             return
         self.idx.copy_(idx)
         self.graph.replay()
+
+
+def _capture_stream() -> torch.cuda.Stream:
+    """Where a graph is warmed up and captured: the run's own stream when it has one (several
+    runs in one process, sweeps.trainer), else one from PyTorch's pool (capture cannot happen
+    on the default stream). Not from the pool when a run has its own: the pool hands out its 32
+    streams per GPU in turn, so a pool stream may be another live run's, whose kernels would
+    then be captured into this run's graph."""
+    current = torch.cuda.current_stream()
+    if current != torch.cuda.default_stream(current.device):
+        return current
+    return torch.cuda.Stream()
 
 
 def make_step(model, forward, optimizer, noise, images, batch_size, precision, *, graph):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import ray
@@ -22,7 +24,8 @@ from ray.tune.schedulers import ASHAScheduler
 from results_folder import load_checkpoint
 from results_folder.layout import CHECKPOINT_FILE
 from sweeps import SweepConfig
-from sweeps.trainer import Run, trainers
+from sweeps.config import POOL_STREAMS
+from sweeps.trainer import Run, Streams, trainers
 from sweeps.trial import run_trial
 from tests.conftest import SUBPROCESS_NODE_IP
 from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
@@ -139,7 +142,7 @@ def test_what_runs_left_unreported_goes_with_the_sweep(ray_local, splits):
 
 def test_a_run_its_trial_abandoned_stops_and_a_late_ask_is_an_error(splits, monkeypatch, tmp_path):
     monkeypatch.setattr("sweeps.trainer.ABANDONED_AFTER_S", 0.5)
-    run = Run(TrainConfig(**TINY, epochs=3), None, splits, str(tmp_path))
+    run = Run(TrainConfig(**TINY, epochs=3), None, splits, str(tmp_path), Streams())
     metrics, _ = run.next_epoch()
     assert metrics["epoch"] == 1
     time.sleep(1.5)  # nobody asks for epoch 2: the run stops, freeing what it holds
@@ -193,6 +196,40 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(streams, t
     assert list(Path(streams.folder).iterdir()) == []
 
 
+class RoundRobinPool:
+    """PyTorch's pool of CUDA streams as c10 hands it out (no GPU here): 32 per GPU, in turn;
+    `cuda_stream` is the stream's handle. tests/gpu/test_trainer_streams.py uses the real one."""
+
+    def __init__(self) -> None:
+        self.handed = 0
+
+    def __call__(self) -> SimpleNamespace:
+        self.handed += 1
+        return SimpleNamespace(cuda_stream=1000 + (self.handed - 1) % POOL_STREAMS)
+
+
+def test_a_run_never_gets_a_stream_that_a_live_run_holds():
+    # Three long runs stay while a sweep's worth of short ones come and go: the pool alone
+    # would hand the 33rd its first stream again, which a live run still holds.
+    streams = Streams(RoundRobinPool())
+    live = {streams.take("cuda").cuda_stream for _ in range(3)}
+    for _ in range(100):
+        stream = streams.take("cuda")
+        assert stream.cuda_stream not in live
+        streams.give_back(stream)
+
+
+def test_when_every_stream_is_held_a_run_waits_for_one_to_come_free():
+    streams = Streams(RoundRobinPool(), wait_s=0.2)
+    held = [streams.take("cuda") for _ in range(POOL_STREAMS)]
+    with pytest.raises(RuntimeError, match="hold all of PyTorch's streams"):
+        streams.take("cuda")
+    streams = Streams(RoundRobinPool(), wait_s=30)
+    held = [streams.take("cuda") for _ in range(POOL_STREAMS)]
+    threading.Timer(0.3, streams.give_back, args=(held[5],)).start()
+    assert streams.take("cuda").cuda_stream == held[5].cuda_stream
+
+
 # A local Ray of its own with two GPUs declared (Ray takes the count on trust; nothing here
 # touches CUDA), the driver seeing GPUs 2 and 3 of a larger machine: two tasks that hold a GPU
 # each, as trials do, pick a Trainer each; prints each task's GPU, its Trainer's and the
@@ -241,6 +278,7 @@ def test_with_several_gpus_a_trial_relays_to_the_trainer_of_its_own_gpu(cli_env)
         ({"gpus_per_trial": 0}, "share a GPU"),
         ({"gpus_per_trial": 1}, "share a GPU"),
         ({"mps": True}, "choose one"),
+        ({"gpus_per_trial": 0.03}, "at most 32 trials at once"),
     ],
 )
 def test_streams_options_that_cannot_work_are_refused(options, message):
