@@ -57,9 +57,10 @@ class Streams:
     sweep's first few dozen runs a new run's stream would be a live one's: its kernels would
     queue behind the other run's, and while either captures its CUDA graph on the stream the
     other's kernels would be captured into that graph. So a stream is handed out only when no
-    run holds it, and a run waits, up to `wait_s`, when every one is held."""
+    run holds it, and a run waits, up to `wait_s` (by when an abandoned run has let its stream
+    go), when every one is held."""
 
-    def __init__(self, new_stream=None, wait_s: float = 600.0) -> None:
+    def __init__(self, new_stream=None, wait_s: float = ABANDONED_AFTER_S) -> None:
         self._new_stream = new_stream  # torch.cuda.Stream when None
         self._wait_s = wait_s
         self._held: set[int] = set()
