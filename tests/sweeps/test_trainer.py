@@ -1,10 +1,10 @@
 """--streams' Trainer: one process trains several trials' runs at once, each exactly as alone,
 one epoch at a time as its trial asks, its checkpoints handed over as folders; stopped, failed
 and restarted runs; a Trainer whose process died; trials relaying to it through a real Ray Tune
-run with ASHA stopping some; with several GPUs, each trial to its own GPU's Trainer. All on the
-CPU (threads, no streams);
-on a GPU, a sweep with --streams: tests/gpu/test_sweep_gpu.py; without one, --streams' error:
-tests/sweeps/test_mps.py."""
+run with ASHA stopping some; with several GPUs, each trial to its own GPU's Trainer; streams no
+two live runs share. All on the CPU (threads, no streams); on a GPU, a sweep with --streams:
+tests/gpu/test_sweep_gpu.py, and real streams: tests/gpu/test_trainer_streams.py; without one,
+--streams' error: tests/sweeps/test_mps.py."""
 
 from __future__ import annotations
 
