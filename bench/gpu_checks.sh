@@ -96,6 +96,9 @@ step packing-mps 150 python3 bench/packing.py --data mnist --mps --shares 0.25 0
 step packing-streams 150 python3 bench/packing.py --data mnist --streams --shares 0.25 0.125
 # --streams' per-epoch hand-over of a checkpoint from the Trainer, on this machine's CPU.
 step handover 40 python3 bench/handover.py
+# --streams: the first run's wait outside its first epoch on a Trainer that warmed up, and cold.
+step trainer-warmup 70 python3 bench/trainer_warmup.py --device cuda --data mnist --rounds 2 \
+  --head-start 6
 # Each import in a fresh process, and whether its bytecode is cached.
 step imports 45 python3 bench/import_times.py
 # vae_core's own time outside epochs, trial after trial in one process, with new model sizes.

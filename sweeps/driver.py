@@ -22,7 +22,7 @@ from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
 from sweeps.trainer import Trainers, check_streams, trainers
-from sweeps.tuner import build_tuner, scheduler_settings
+from sweeps.tuner import build_tuner, fixed_config, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import ConfigError
 
@@ -77,7 +77,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         record = _started(record, config, data, slots, cluster)
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
-        with trainers(config.streams, data, gpus=int(cluster.get("GPU", 0))) as streams:
+        gpus, fixed = int(cluster.get("GPU", 0)), fixed_config(config, data)
+        with trainers(config.streams, data, gpus, fixed) as streams:
             _fit(config, data, results_dir, slots, streams)
         # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
         ended_at = now()

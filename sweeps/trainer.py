@@ -20,9 +20,10 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ray
 from ray.actor import ActorHandle
@@ -191,11 +192,22 @@ class Trainer:
         self._streams = Streams()
 
     @SAFE_AGAIN
-    def warm(self, data: WorkerData) -> None:
-        """Put the data on this Trainer's GPU (creating its CUDA context) while the trials'
-        processes start, so that the first trial finds it there."""
+    def warm(self, data: WorkerData, fixed: dict) -> float:
+        """While the trials' processes start: put the data on this Trainer's GPU (creating its
+        CUDA context), then train a small model for a few batches as the trials will (their
+        shared TrainConfig fields, `fixed`). A process's first run pays, once, for importing
+        torch._dynamo (Adam's first step does), setting cuDNN up and loading CUDA's kernels
+        at their first use: seconds that the first trials would otherwise wait for. Returns
+        the seconds it took."""
+        from vae_core.train import train
+
+        started = time.perf_counter()
+        config = TrainConfig(**fixed)
         with self._lock:
-            data.on(resolve_device("auto"))
+            splits = data.on(resolve_device(config.device))
+        small = {"z_dim": 2, "fc_size": 16, "epochs": 1, "train_limit": 2 * config.batch_size}
+        train(replace(config, **small), data=splits)
+        return time.perf_counter() - started
 
     @SAFE_AGAIN
     def start(self, trial_id: str, config: dict, checkpoint: dict | None, data: WorkerData) -> dict:
@@ -278,13 +290,14 @@ def check_streams(on: bool) -> None:
 
 
 @contextmanager
-def trainers(on: bool, data: MnistSplits, gpus: int) -> Iterator[Trainers | None]:
+def trainers(on: bool, data: MnistSplits, gpus: int, fixed: dict) -> Iterator[Trainers | None]:
     """A Trainer per GPU of the local Ray, for the block; None when `on` is false. Each takes
     no Ray resources: the trials that relay to it hold the GPU shares and CPUs it uses, so Ray
     packs them as it packs trials that train themselves.
 
-    The Trainers start while the block goes on (the trials' own processes start meanwhile): a
-    Trainer that cannot start fails its trials with its reason."""
+    The Trainers start, and warm up (Trainer.warm, with `fixed`: the TrainConfig fields all
+    trials share), while the block goes on and the trials' own processes start: a Trainer that
+    cannot start fails its trials with its reason."""
     if not on:
         yield None
         return
@@ -308,7 +321,7 @@ def trainers(on: bool, data: MnistSplits, gpus: int) -> Iterator[Trainers | None
             for gpu in ids
         }
         for handle in handles.values():
-            handle.warm.remote(data)
+            handle.warm.remote(data, fixed)
         log.info(
             "streams: the trials that share a GPU train in one process per GPU, each on a "
             "CUDA stream of its own"

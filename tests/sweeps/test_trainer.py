@@ -31,6 +31,7 @@ from tests.conftest import SUBPROCESS_NODE_IP
 from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
 
 TINY = dict(data="mnist-5k", train_limit=256, batch_size=64, threads=1, device="cpu")
+FIXED = dict(TINY, epochs=2)  # what all of a sweep's trials share, for the Trainer's warm-up
 
 
 def without_timings(metrics: dict) -> dict:
@@ -45,7 +46,7 @@ def splits():
 @pytest.fixture
 def streams(ray_local, splits):
     """A sweep's Trainers as `vae-sweep run --streams` starts them, for one (CPU) "GPU"."""
-    with trainers(True, splits, gpus=1) as started:
+    with trainers(True, splits, 1, FIXED) as started:
         yield started
 
 
@@ -100,6 +101,13 @@ def test_runs_on_one_trainer_at_once_give_what_each_gives_alone(streams, trainer
         assert Path(got[trial_id][-1][1][0]).parent == Path(streams.folder)
 
 
+def test_a_trainer_warms_up_on_a_small_model_and_keeps_no_run(streams, trainer):
+    # trainers() asked for it without waiting; asked again, it must still work and say so.
+    seconds = ray.get(trainer.warm.remote(streams.data, FIXED))
+    assert 0 < seconds < 120
+    assert ray.get(trainer.runs.remote()) == 0
+
+
 def test_a_run_goes_on_only_when_asked_and_a_stopped_one_ends(streams, trainer):
     config = TrainConfig(**TINY, epochs=3)
     start(streams, "t", config.to_dict())
@@ -133,7 +141,7 @@ def test_a_trainer_whose_process_died_comes_back_and_trains_what_is_started_on_i
 
 
 def test_what_runs_left_unreported_goes_with_the_sweep(ray_local, splits):
-    with trainers(True, splits, gpus=1) as streams:
+    with trainers(True, splits, 1, FIXED) as streams:
         start(streams, "t", TrainConfig(**TINY, epochs=2).to_dict())
         left = ray.get(streams.of_this_trial().next_epoch.remote("t"))[1][0]  # never reported
         assert Path(left).is_dir()
@@ -249,7 +257,7 @@ def choose(streams):
     (gpu,) = [g for g, handle in streams.handles.items() if handle._actor_id == chosen._actor_id]
     return str(ray.get_gpu_ids()[0]), gpu, ray.get(chosen.pid.remote())
 
-with trainers(True, load_mnist("mnist-5k").limit_train(64), gpus=2) as streams:
+with trainers(True, load_mnist("mnist-5k").limit_train(64), 2, {"device": "cpu"}) as streams:
     for held, gpu, pid in ray.get([choose.remote(streams) for _ in range(2)]):
         env = open(f"/proc/{pid}/environ").read().split("\\0")
         visible = [e.split("=", 1)[1] for e in env if e.startswith("CUDA_VISIBLE_DEVICES=")]
