@@ -7,6 +7,7 @@ Ray 2.60: inside a Tune trainable only `ray.tune.report` / `ray.tune.get_checkpo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -70,7 +71,10 @@ def _relay(trainers: Trainers, config: TrainConfig, state: dict | None, history:
     except ray.exceptions.RayTaskError as err:  # the run's own error, not Ray's wrapper
         raise err.as_instanceof_cause() from None
     finally:
-        trainer.stop.remote(trial_id)
+        # Waited for, so that the trial's slot goes to the next trial only once its run is off
+        # the Trainer (a run Tune stopped waits at its report, and ends at once).
+        with contextlib.suppress(ray.exceptions.RayActorError):  # a Trainer gone for good
+            ray.get(trainer.stop.remote(trial_id))
 
 
 def trains_on(config: TrainConfig) -> dict:
