@@ -227,7 +227,12 @@ class Trainer:
 
     def next_epoch(self, trial_id: str) -> Epoch | None:
         """The trial's next epoch (see Run.next_epoch); the run is forgotten once it ended."""
-        run = self._runs[trial_id]
+        run = self._runs.get(trial_id)
+        if run is None:
+            raise RuntimeError(
+                f"trial {trial_id} has no run on this Trainer: the run ended, or the Trainer "
+                f"restarted after the run started"
+            )
         try:
             epoch = run.next_epoch()
         except Exception:
