@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import ray
@@ -90,6 +90,23 @@ class Streams:
             self._held.discard(stream.cuda_stream)
             self._freed.notify()
 
+    @contextmanager
+    def own(self, device) -> Iterator[None]:
+        """The block's CUDA work goes on a stream of `device` that it alone holds (a CPU
+        device: the block runs as it is). Everything that trains in a Trainer runs so: a
+        graph captured on a stream of PyTorch's pool would take in a live run's kernels."""
+        if device.type != "cuda":
+            yield
+            return
+        import torch
+
+        stream = self.take(device)
+        try:
+            with torch.cuda.stream(stream):
+                yield
+        finally:
+            self.give_back(stream)
+
 
 class RunStopped(Exception):
     """Raised inside a run's thread, at a report, when the run is to end."""
@@ -145,24 +162,16 @@ class Run:
         self._orders.put("stop")
 
     def _train(self, config: TrainConfig, checkpoint: dict | None, data: MnistSplits) -> None:
-        import torch
-
         from vae_core.train import train
 
-        device = resolve_device(config.device)
-        stream = None
         try:
-            stream = self._streams.take(device) if device.type == "cuda" else None
-            with torch.cuda.stream(stream) if stream is not None else nullcontext():
+            with self._streams.own(resolve_device(config.device)):
                 train(config, self._report, checkpoint, data=data)
         except RunStopped:
             return
         except BaseException as err:  # handed to the trial, which fails with it
             self._reports.put(("error", err))
             return
-        finally:
-            if stream is not None:
-                self._streams.give_back(stream)
         self._reports.put(("epoch", None))  # the end
 
     def _report(self, metrics: dict, state: dict | None) -> None:
@@ -203,10 +212,12 @@ class Trainer:
 
         started = time.perf_counter()
         config = TrainConfig(**fixed)
+        device = resolve_device(config.device)
         with self._lock:
-            splits = data.on(resolve_device(config.device))
+            splits = data.on(device)
         small = {"z_dim": 2, "fc_size": 16, "epochs": 1, "train_limit": 2 * config.batch_size}
-        train(replace(config, **small), data=splits)
+        with self._streams.own(device):
+            train(replace(config, **small), data=splits)
         return time.perf_counter() - started
 
     @SAFE_AGAIN

@@ -29,8 +29,12 @@ def test_a_run_never_gets_a_stream_that_a_live_run_holds():
         streams.give_back(stream)
 
 
-def test_a_graph_is_captured_on_the_runs_own_stream_when_it_has_one():
-    own = torch.cuda.Stream()
-    with torch.cuda.stream(own):
+def test_what_trains_in_a_trainer_captures_its_graph_on_a_stream_it_alone_holds():
+    streams, device = Streams(), torch.device("cuda")
+    with streams.own(device):  # as a run, or the warm-up, trains
+        own = torch.cuda.current_stream()
+        assert own != torch.cuda.default_stream()
         assert _capture_stream().cuda_stream == own.cuda_stream
-    assert _capture_stream() != torch.cuda.default_stream()  # capture needs a side stream
+        assert streams.take(device).cuda_stream != own.cuda_stream
+    # Alone in its process, on the default stream: capture takes a side stream of the pool.
+    assert _capture_stream() != torch.cuda.default_stream()
