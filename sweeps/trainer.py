@@ -45,8 +45,9 @@ ABANDONED_AFTER_S = 600.0
 MAX_RUNS = 64  # threads a Trainer serves at once: far more trials than share one GPU
 # A Trainer that died (its process, say, killed) comes back; its trials fail and Tune restarts
 # them from their checkpoints on it, as it restarts trials whose own process died. Calls that
-# mean the same on the new process (all but next_epoch, whose run died with the old one) wait
-# for it instead of failing.
+# mean the same on the new process (all but next_epoch, whose run died with the old one, and
+# warm, which a restarted Trainer does without: its first start fetches the data) wait for it
+# instead of failing.
 MAX_RESTARTS = 3
 SAFE_AGAIN = ray.method(max_task_retries=-1)
 
@@ -200,7 +201,6 @@ class Trainer:
         self._lock = threading.Lock()
         self._streams = Streams()
 
-    @SAFE_AGAIN
     def warm(self, data: WorkerData, fixed: dict) -> float:
         """While the trials' processes start: put the data on this Trainer's GPU (creating its
         CUDA context), then train a small model for a few batches as the trials will (their
