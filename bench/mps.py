@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 
 from sweeps.mps import mps_env
@@ -54,6 +53,7 @@ def one_process(args) -> None:
     thread on a CUDA stream of its own); print what it trained and when it finished."""
     import torch
 
+    from sweeps.trainer import Streams
     from vae_core import TrainConfig, load_mnist, train
     from vae_core.device import resolve_device
 
@@ -74,8 +74,10 @@ def one_process(args) -> None:
         for size in args.child_sizes
     ]
 
+    streams = Streams()  # as the Trainer of `vae-sweep run --streams` hands them out
+
     def on_own_stream(config):
-        with torch.cuda.stream(torch.cuda.Stream()) if device.type == "cuda" else nullcontext():
+        with streams.own(device):
             return train(config, data=data)
 
     Path(args.child_dir, f"ready-{os.getpid()}").touch()

@@ -140,10 +140,10 @@ class TuneReport:
     def saved(self, metrics: dict, checkpoint: tuple[str, float] | None) -> None:
         """Report an epoch whose checkpoint `save_epoch` wrote (folder, seconds), or None
         (diverged: nothing worth keeping); the folder is removed once Ray has copied it."""
+        folder, written = checkpoint if checkpoint is not None else (None, 0.0)
         self.inside += metrics["epoch_seconds"]
         # This epoch's checkpoint is already written: it counts in the next report's time
         # outside, with the report that copies it, as `checkpoint_seconds` here.
-        written = checkpoint[1] if checkpoint else 0.0
         outside = time.perf_counter() - self.started - self.inside - written
         if math.isfinite(metrics["val_loss"]):
             self.best = min(self.best, metrics["val_loss"])
@@ -163,10 +163,10 @@ class TuneReport:
             import_started_at=IMPORT_STARTED_AT,
             code_imported_at=CODE_IMPORTED_AT,
         )
-        if checkpoint is None:
+        if folder is None:
             self._report(metrics)
             return
-        folder, metrics["checkpoint_seconds"] = checkpoint
+        metrics["checkpoint_seconds"] = written
         try:
             self._report(metrics, tune.Checkpoint.from_directory(folder))
         finally:  # also when Tune stops the trial inside its report

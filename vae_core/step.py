@@ -174,8 +174,9 @@ class GraphStep:
         # Warm-up and capture must not move training on: the run starts from the state given
         # (fresh or a checkpoint's), which keeps resumed runs equal to uninterrupted ones.
         with rewound(self.model, self.optimizer, self.noise):
-            # Eager warm-up on a side stream: creates Adam's state, runs cuDNN's autotuning and
-            # the autograd engine's lazy set-up, none of which may happen during capture.
+            # Eager warm-up on the capture stream (the run's own, or a side stream): creates
+            # Adam's state, runs cuDNN's autotuning and the autograd engine's lazy set-up, none
+            # of which may happen during capture.
             side = _capture_stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
