@@ -5,7 +5,7 @@
 #
 #   LIMIT=570 bash bench/gpu_checks.sh 2>&1 | tee gpu.log
 #   # then the rest, on the still-warm machine (leave out of SKIP what the first did not reach):
-#   SKIP="mps tutorial-streams gpu-tests tutorial-mps" LIMIT=400 bash bench/gpu_checks.sh
+#   SKIP="gpu-tests sweep tutorial" LIMIT=250 bash bench/gpu_checks.sh
 #
 # Needs vae-sweep's dependencies importable and full MNIST's four .gz files in
 # ~/.cache/vae-sweep/mnist (vae_core's default root), so that `vae-sweep run` with no options
@@ -43,57 +43,44 @@ step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and 
   echo "=== $name: exit $? after $((SECONDS - start)) s"
 }
 
-# The 4x goal needs the trials' kernels to run at the same time, not time-sliced. First the
-# same 4 trainings at once: time-sliced processes, one process training all 4 in threads on
-# CUDA streams of their own, and the processes under NVIDIA MPS (the daemon `vae-sweep run
-# --mps` starts). Then the hand-written Tune script against `vae-sweep run --streams` and,
-# after the GPU tests, `--mps`: 16 trials x 4 epochs (2.31x with neither on the H200).
-# Without NVIDIA's control program (a container may lack it), the MPS steps cannot run at all;
-# bench/mps.py still measures the streams mode, and a daemon that fails leaves the others' rows.
+# Since the H100 run of 2026-11-26 (BENCHMARKS.md), `vae-sweep run` shares a GPU under NVIDIA
+# MPS where it can, else on CUDA streams (sweeps/sharing.py). First the GPU tests (that choice
+# included), then the default sweep under it, the 4x comparison as `vae-sweep run` runs, and
+# the other two ways for comparison. Each sweep gets a name of its own, so that a second call
+# on the same warm machine does not meet the first's results folder.
 if ! command -v nvidia-cuda-mps-control >/dev/null; then
-  echo "=== no nvidia-cuda-mps-control on this machine: skipping the MPS steps"
-  SKIP="${SKIP:-} tutorial-mps sweep-mps packing-mps"
+  echo "=== no nvidia-cuda-mps-control on this machine: the default shares on CUDA streams"
   MPS_BENCH_MODES="off streams"
 fi
-MPS_LOG=$(mktemp)
-step mps 130 bash -c "set -o pipefail
-  python3 bench/mps.py --data mnist --modes ${MPS_BENCH_MODES:-off streams on} | tee $MPS_LOG"
-# A way of sharing that could not train four models there would fail or hang in its later steps
-# too: leave them out, so that the device time goes to the GPU tests, which say why.
-if [[ -s $MPS_LOG ]]; then
-  for way in streams MPS; do
-    if ! grep -q "^$way: .* img/s" "$MPS_LOG"; then
-      echo "=== $way did not train in bench/mps.py: skipping its later steps"
-      [[ $way == streams ]] && SKIP="${SKIP:-} tutorial-streams sweep-streams packing-streams"
-      [[ $way == MPS ]] && SKIP="${SKIP:-} tutorial-mps sweep-mps packing-mps"
-    fi
-  done
-fi
-step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
-# New since the GPU tests last ran: MPS (tests/gpu/test_mps_daemon.py), BatchNorm
-# re-estimation without host syncs, runs in threads on streams of their own, a sweep with
-# --streams. There pytest reported 94 s before those; they add about 100 s.
+RUN=$(date +%H%M%S)
 step gpu-tests 240 python3 -m pytest tests/gpu -q -p no:cacheprovider
-step tutorial-mps 200 python3 bench/tune_tutorial.py --data mnist --mps
-step sweep-streams 130 bash -c 'python3 -m vae_sweep run --streams --no-analyze --name streams &&
-  python3 bench/sweep_overhead.py --folder results/streams'
-step sweep-mps 130 bash -c 'python3 -m vae_sweep run --mps --no-analyze --name under-mps &&
-  python3 bench/sweep_overhead.py --folder results/under-mps'
-# The default sweep without MPS, then where its time went: the split of a worker's start
-# (began importing vae-sweep, had it imported, first trial, first epoch), and how busy the GPU
-# itself was (nvidia-smi's utilization samples during the tuning).
-step sweep 150 bash -c 'gpu=$(mktemp)
+# The default sweep, then where its time went: the split of a worker's start (began importing
+# vae-sweep, had it imported, first trial, first epoch), and how busy the GPU itself was
+# (nvidia-smi's utilization samples during the tuning).
+sweep() {  # sweep NAME [OPTIONS...]
+  local name=$1 gpu rc smi
+  shift
+  gpu=$(mktemp)
   nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 500 \
     >"$gpu" 2>&1 &
   smi=$!
-  python3 -m vae_sweep run
+  python3 -m vae_sweep run --name "$name-$RUN" "$@"
   rc=$?
   kill $smi
-  ((rc == 0)) && python3 bench/sweep_overhead.py --folder "$(ls -td results/sweep-*/ | head -1)" \
-    --gpu-log "$gpu"'
-# Which share of the GPU per trial is fastest under MPS and with --streams (time-sliced: 0.25).
-step packing-mps 150 python3 bench/packing.py --data mnist --mps --shares 0.25 0.125
-step packing-streams 150 python3 bench/packing.py --data mnist --streams --shares 0.25 0.125
+  ((rc == 0)) && python3 bench/sweep_overhead.py --folder "results/$name-$RUN" --gpu-log "$gpu"
+}
+export -f sweep  # for the `bash -c` that `step` bounds in time
+export RUN
+step sweep 150 bash -c 'sweep default'
+step tutorial 200 python3 bench/tune_tutorial.py --data mnist
+step sweep-time-sliced 130 bash -c 'sweep time-sliced --time-sliced --no-analyze'
+step sweep-streams 130 bash -c 'sweep streams --streams --no-analyze'
+step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
+# Which share of the GPU per trial is fastest, shared as `vae-sweep run` shares it.
+step packing 150 python3 bench/packing.py --data mnist --shares 0.25 0.125
+# Four trainings at once: time-sliced processes, one process training all 4 in threads on CUDA
+# streams of their own, and the processes under MPS.
+step mps 130 python3 bench/mps.py --data mnist --modes ${MPS_BENCH_MODES:-off streams on}
 # --streams' per-epoch hand-over of a checkpoint from the Trainer, on this machine's CPU.
 step handover 40 python3 bench/handover.py
 # --streams: the first run's wait outside its first epoch on a Trainer that warmed up, and cold.

@@ -7,12 +7,14 @@ share (the post's configuration, then Optuna's seeded random start-up draws); TP
 choices depend on which trials have finished when it is asked, so they differ between shares
 (as the best validation losses show), and with them the models' sizes. Also printed: the
 share of the slots' seconds spent inside epochs, the time per trial outside them, and the best
-validation loss. The fastest share is printed as the one to make sweeps.config.GPU_SHARE.
+validation loss. The fastest share is printed against sweeps.config.GPU_SHARE's, the default
+(why the default is what it is: the comment there).
 
     python bench/packing.py                                    # 8 trials x 2 epochs, full MNIST
     python bench/packing.py --shares 1 0.5 0.25 0.125 --trials 16 --train-limit 27500
-    python bench/packing.py --mps --shares 0.25 0.125   # the trials under `vae-sweep run --mps`
+    python bench/packing.py --shares 0.25 0.125   # shared as `vae-sweep run` shares a GPU
     python bench/packing.py --streams --shares 0.5 0.25 0.125   # as `vae-sweep run --streams`
+    python bench/packing.py --time-sliced   # the trials that share a GPU take turns on it
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from search_spaces import load_space
 from sweeps import run_sweep
 from sweeps.config import GPU_SHARE, LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.mps import mps_env
+from sweeps.sharing import gpu_sharing
+from vae_sweep.run import add_sharing_options
 
 
 def measure(config: SweepConfig, share: float, name: str) -> dict:
@@ -71,12 +74,10 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=27_500, help="0: all training images")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
-    sharing = p.add_mutually_exclusive_group()
-    sharing.add_argument("--mps", action="store_true", help="the trials as MPS clients")
-    sharing.add_argument("--streams", action="store_true", help="one process per GPU trains")
+    add_sharing_options(p)
     args = p.parse_args()
-    if args.streams and max(args.shares) >= 1:
-        p.error("--streams is for trials that share a GPU: every share must be below 1")
+    if args.sharing in ("mps", "streams") and max(args.shares) >= 1:
+        p.error(f"--{args.sharing} is for trials that share a GPU: every share must be below 1")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     space = load_space(args.space)
@@ -93,13 +94,14 @@ def main() -> None:
         data_root=args.data_root,
         storage=tempfile.mkdtemp(prefix="vae-sweep-packing-"),
         node_ip=args.node_ip,
-        streams=args.streams,
+        sharing=args.sharing,
     )
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    how = ", under MPS" if args.mps else ", with --streams" if args.streams else ""
-    print(f"{args.trials} trials x {args.epochs} epochs, space {args.space}, gpu {gpu}{how}")
+    print(f"{args.trials} trials x {args.epochs} epochs, space {args.space}, gpu {gpu}")
     rows = []
-    with mps_env(args.mps) as env, ray_session(None, args.node_ip, worker_env=env):
+    # One Ray for every share, its workers shared as the sweeps below then share them.
+    with gpu_sharing(base) as (way, env), ray_session(None, args.node_ip, worker_env=env):
+        print(f"GPU sharing: {way} ({args.sharing} asked for)")
         # Warm the page cache, Ray's workers and torch's imports first: not counted.
         measure(replace(base, samples=2), args.shares[0], "warm-up")
         for share in args.shares:
@@ -113,9 +115,15 @@ def main() -> None:
                 f"best val loss {row['best_val_loss']:.2f}"
             )
     best = max(rows, key=lambda r: r["images_per_s"])
+    default = next((r for r in rows if r["share"] == GPU_SHARE), None)
+    against = (
+        f", {best['images_per_s'] / default['images_per_s']:.2f}x its"
+        if default is not None
+        else " (not measured here)"
+    )
     print(
-        f"chosen: --gpus-per-trial {best['share']:g} ({best['images_per_s']:,.0f} img/s); "
-        f"sweeps.config.GPU_SHARE is {GPU_SHARE:g}"
+        f"fastest: --gpus-per-trial {best['share']:g} ({best['images_per_s']:,.0f} img/s); "
+        f"sweeps.config.GPU_SHARE is {GPU_SHARE:g}{against}"
     )
 
 

@@ -39,6 +39,8 @@ from search_spaces import load_space
 from sweeps import run_sweep
 from sweeps.config import LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
+from sweeps.sharing import gpu_sharing
+from vae_sweep.run import add_sharing_options
 
 
 def seconds_between(start: str, end: str) -> float:
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the space's")
     parser.add_argument("--data", default="mnist-5k")
     parser.add_argument("--node-ip", default=LOCAL_NODE_IP)
+    add_sharing_options(parser)
     parser.add_argument("--folder", type=Path, help="report on this finished sweep; run none")
     parser.add_argument(
         "--gpu-log", type=Path, help="with --folder: nvidia-smi's samples during it (above)"
@@ -77,9 +80,11 @@ def main() -> None:
         data=args.data,
         storage=storage,
         node_ip=args.node_ip,
+        sharing=args.sharing,
     )
     t0 = time.perf_counter()
-    with ray_session(None, args.node_ip):
+    # As `vae-sweep run` starts its Ray: under an MPS daemon where the trials share a GPU.
+    with gpu_sharing(config) as (_, env), ray_session(None, args.node_ip, worker_env=env):
         t1 = time.perf_counter()
         run_sweep(config)
     wall = time.perf_counter() - t0

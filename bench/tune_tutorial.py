@@ -5,15 +5,16 @@ each trial loads the data itself into a DataLoader, trains the post's model in f
 (sigmoid + BCE, loss.item() every step), and calls tune.report with a torch.save checkpoint
 every epoch; OptunaSearch + ASHA (grace 1, reduction 2). vae-sweep runs the same number of
 trials and epochs with the same ASHA settings and the same GPU share, each side in a local Ray
-of its own (with `--mps`, vae-sweep's workers are clients of `vae-sweep run --mps`'s daemon;
-with `--streams`, vae-sweep's trials train as `vae-sweep run --streams` trains them);
-the wall times (the script's Tuner.fit; vae-sweep's whole run_sweep, its data loading
-included) and the best validation losses (nats per image, the same 5,000 validation images)
-are printed with their ratio.
+of its own (vae-sweep's started as `vae-sweep run` starts it: with no option, its trials share
+the GPU under NVIDIA MPS where it runs, else on CUDA streams; `--mps`, `--streams` or
+`--time-sliced` choose, as they do for `vae-sweep run`); the wall times (the script's
+Tuner.fit; vae-sweep's whole run_sweep, its data loading included) and the best validation
+losses (nats per image, the same 5,000 validation images) are printed with their ratio.
 
     python bench/tune_tutorial.py --data-root ../shared/mnist          # 16 trials x 4 epochs
-    python bench/tune_tutorial.py --data mnist --mps                   # vae-sweep under MPS
+    python bench/tune_tutorial.py --data mnist                         # as `vae-sweep run`
     python bench/tune_tutorial.py --data mnist --streams               # one process per GPU
+    python bench/tune_tutorial.py --data mnist --time-sliced           # processes take turns
     python bench/tune_tutorial.py --gpus-per-trial 0 --trials 2 --epochs 1 --train-limit 500
 """
 
@@ -37,9 +38,10 @@ from search_spaces import load_space
 from sweeps import run_sweep
 from sweeps.config import LOCAL_NODE_IP, SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.mps import mps_env
 from sweeps.quiet import quiet_ray_and_optuna
+from sweeps.sharing import gpu_sharing
 from vae_core import ConvVAE, load_mnist
+from vae_sweep.run import add_sharing_options
 
 
 def train_vae(config: dict) -> None:
@@ -116,8 +118,9 @@ def tutorial_sweep(args, storage: str) -> tuple[float, float]:
     return wall, results.get_best_result("val_loss", "min").metrics["val_loss"]
 
 
-def vae_sweep(args, storage: str) -> tuple[float, float]:
-    """`vae-sweep run` with the same trials, epochs, ASHA settings and resources."""
+def vae_sweep(args, storage: str) -> tuple[str, float, float]:
+    """`vae-sweep run` with the same trials, epochs, ASHA settings and resources: the way its
+    trials shared the GPU, its wall time and best validation loss."""
     space = load_space("default")
     fixed = {**space.fixed, "train_limit": args.train_limit or None}
     space = replace(space, fixed=fixed, grace_period=1, reduction_factor=2)
@@ -133,12 +136,13 @@ def vae_sweep(args, storage: str) -> tuple[float, float]:
         seed=args.seed,
         storage=storage,
         node_ip=args.node_ip,
-        streams=args.streams,
+        sharing=args.sharing,
     )
-    t0 = time.perf_counter()
-    outcome = run_sweep(config)
-    wall = time.perf_counter() - t0
-    return wall, float(outcome.best()["best_val_loss"])
+    with gpu_sharing(config) as (way, env), ray_session(None, args.node_ip, worker_env=env):
+        t0 = time.perf_counter()
+        outcome = run_sweep(config)
+        wall = time.perf_counter() - t0
+    return way, wall, float(outcome.best()["best_val_loss"])
 
 
 def main() -> None:
@@ -152,9 +156,7 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
-    sharing = p.add_mutually_exclusive_group()
-    sharing.add_argument("--mps", action="store_true", help="vae-sweep's side with --mps")
-    sharing.add_argument("--streams", action="store_true", help="vae-sweep's side with --streams")
+    add_sharing_options(p)  # vae-sweep's side
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     quiet_ray_and_optuna()
@@ -165,14 +167,14 @@ def main() -> None:
         f"{args.trials} trials x up to {args.epochs} epochs, {args.gpus_per_trial:g} GPU and "
         f"{args.cpus_per_trial:g} CPU per trial, data {args.data}, gpu {gpu}"
     )
-    with mps_env(args.mps) as env, ray_session(None, args.node_ip, worker_env=env):
-        ours, ours_best = vae_sweep(args, storage)
+    way, ours, ours_best = vae_sweep(args, storage)
     with ray_session(None, args.node_ip):
         theirs, theirs_best = tutorial_sweep(args, storage)
-    print(f"hand-written Tune script: {theirs:.1f} s, best val loss {theirs_best:.2f}")
-    option = " --mps" if args.mps else " --streams" if args.streams else ""
-    label = f"vae-sweep run{option}:"
-    print(f"{label:<26}{ours:.1f} s, best val loss {ours_best:.2f}")
+    option = "" if args.sharing == "auto" else f" --{args.sharing}"
+    labels = ["hand-written Tune script:", f"vae-sweep run{option} ({way}):"]
+    width = max(map(len, labels)) + 1
+    print(f"{labels[0]:<{width}}{theirs:.1f} s, best val loss {theirs_best:.2f}")
+    print(f"{labels[1]:<{width}}{ours:.1f} s, best val loss {ours_best:.2f}")
     print(f"vae-sweep is {theirs / ours:.2f}x faster")
 
 

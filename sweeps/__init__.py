@@ -8,8 +8,8 @@ Read driver.py first: run_sweep as a list of steps. Then tuner.py (the Tuner), t
 trial), worker_data.py (the data a worker holds), optuna_study.py and searcher.py (Optuna),
 results.py (the tables), progress.py (the log), resources.py (preflight), local_ray.py (where
 Ray runs), mps.py (`--mps`: the local Ray's NVIDIA MPS daemon), trainer.py (`--streams`: one
-process per GPU trains its trials), bytecode.py (what its workers compile), record.py
-(sweep.json).
+process per GPU trains its trials), sharing.py (which of the two a sweep gets), bytecode.py
+(what its workers compile), record.py (sweep.json).
 """
 
 import time

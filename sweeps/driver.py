@@ -16,12 +16,12 @@ from results_folder.layout import SWEEP_JSON, TRIALS
 from sweeps.bytecode import warn_if_uncompiled
 from sweeps.config import SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.mps import mps_env
 from sweeps.optuna_study import OptunaDb, search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
-from sweeps.trainer import Trainers, check_streams, trainers
+from sweeps.sharing import gpu_sharing
+from sweeps.trainer import Trainers, trainers
 from sweeps.tuner import build_tuner, fixed_config, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import ConfigError
@@ -66,19 +66,18 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     data = load_mnist(config.data, config.data_root)
     if config.address is None:  # the workers run on this machine
         warn_if_uncompiled()
-    check_streams(config.streams)
     with (
-        mps_env(config.mps) as worker_env,  # started before Ray, stopped after it
+        gpu_sharing(config) as (sharing, worker_env),  # an MPS daemon: before Ray, after it
         ray_session(config.address, config.node_ip, worker_env=worker_env) as cluster,
     ):
-        config = _resolve_on(cluster, config)
+        config = _resolve_on(cluster, config, sharing)
         slots = max_concurrent(config, cluster)
         data = data.limit_train(config.space.fixed.get("train_limit"))
         record = _started(record, config, data, slots, cluster)
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
         gpus, fixed = int(cluster.get("GPU", 0)), fixed_config(config, data)
-        with trainers(config.streams, data, gpus, fixed) as streams:
+        with trainers(config.sharing == "streams", data, gpus, fixed) as streams:
             _fit(config, data, results_dir, slots, streams)
         # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
         ended_at = now()
@@ -112,14 +111,18 @@ def _stored_record(results_dir: str, config: SweepConfig) -> dict | None:
     return record
 
 
-def _resolve_on(cluster: dict, config: SweepConfig) -> SweepConfig:
-    """`config` with every None filled from what Ray has, checked against it."""
+def _resolve_on(cluster: dict, config: SweepConfig, sharing: str) -> SweepConfig:
+    """`config` with every None filled from what Ray has, checked against it, and the way its
+    trials share a GPU (`sharing`, as gpu_sharing chose it) set."""
     if config.address is not None and config.gpus_per_trial is None and not cluster.get("GPU"):
         log.info(
             "no GPU in the cluster now: CPU trials; pass --gpus-per-trial (e.g. 0.25) "
             "for trials on GPU workers that the autoscaler adds"
         )
     config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
+    if config.sharing == "auto" and not 0 < config.gpus_per_trial < 1:
+        sharing = "time-sliced"  # Ray found no GPU for trials to share after all
+    config = replace(config, sharing=sharing)
     check_storage_is_shared(config)
     return config
 
@@ -129,7 +132,9 @@ def _started(
 ) -> dict:
     """A new sweep's record, or a resumed one's with this start added."""
     if record is not None:
-        record["resumes"].append({"command": list(config.command), "at": now()})
+        record["resumes"].append(
+            {"command": list(config.command), "at": now(), "sharing": config.sharing}
+        )
         return record
     return sweep_record(
         config,

@@ -43,6 +43,7 @@ def sweep_record(
         "resources": {
             "cpus_per_trial": config.cpus_per_trial,
             "gpus_per_trial": config.gpus_per_trial,
+            "sharing": config.sharing,  # how the trials that share a GPU shared it
             "cluster": cluster,
             "address": config.address,
         },

@@ -81,18 +81,39 @@ def _add_resource_options(parser: argparse.ArgumentParser) -> None:
         help="most trials at once (default: as many as the local Ray holds; on a cluster, "
         "as many as its nodes hold at each moment, growing as nodes join)",
     )
-    parser.add_argument(
+    add_sharing_options(parser)
+
+
+def add_sharing_options(parser: argparse.ArgumentParser) -> None:
+    """--mps, --streams and --time-sliced: how the trials that share a GPU share it
+    (sweeps/sharing.py), as `args.sharing`; none of them: "auto"."""
+    sharing = parser.add_mutually_exclusive_group()
+    sharing.add_argument(
         "--mps",
-        action="store_true",
+        dest="sharing",
+        action="store_const",
+        const="mps",
         help="run the trials that share a GPU under an NVIDIA MPS daemon of the sweep's own, "
-        "so that their kernels run at the same time (a local sweep on a GPU)",
+        "so that their kernels run at the same time (a local sweep on a GPU; the default "
+        "where MPS can run)",
     )
-    parser.add_argument(
+    sharing.add_argument(
         "--streams",
-        action="store_true",
+        dest="sharing",
+        action="store_const",
+        const="streams",
         help="train the trials that share a GPU in one process per GPU, each on a CUDA stream "
-        "of its own, so that their kernels run at the same time (a local sweep on a GPU)",
+        "of its own, so that their kernels run at the same time (a local sweep on a GPU; the "
+        "default where MPS cannot run)",
     )
+    sharing.add_argument(
+        "--time-sliced",
+        dest="sharing",
+        action="store_const",
+        const="time-sliced",
+        help="run the trials that share a GPU as processes that take turns on it",
+    )
+    parser.set_defaults(sharing="auto")
 
 
 def _add_place_options(parser: argparse.ArgumentParser) -> None:
@@ -213,8 +234,7 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
         resume=args.resume,
         command=tuple(sys.argv),
         tensorboard=bool(args.tensorboard),
-        mps=args.mps,
-        streams=args.streams,
+        sharing=args.sharing,
     )
 
 

@@ -1,20 +1,24 @@
 """The sweep's own MPS daemon on a real GPU (skipped without CUDA, and where NVIDIA's control
-program is missing): a process given its environment is its client, and a sweep with --mps
-runs under it. Each is bounded in time, so that clients that never get the GPU fail the test
-instead of holding up the rest of the suite."""
+program is missing): a process given its environment is its client, a sweep with no sharing
+option (`auto`) runs under it, and so does one run in a Ray started under it. Each is bounded in
+time, so that clients that never get the GPU fail the test instead of holding up the rest of the
+suite."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 
 import pandas as pd
 import pytest
 
 from sweeps.mps import CONTROL, mps_daemon
+from tests.conftest import SUBPROCESS_NODE_IP
 from vae_core.errors import DeviceError
 
 # A CUDA process that holds its context until told to end.
@@ -52,10 +56,10 @@ def test_no_control_program_is_one_error_naming_it(monkeypatch, tmp_path):
 
 
 @needs_mps
-def test_a_sweep_runs_under_mps(make_space, tmp_path, cli_env):
+def test_a_sweep_runs_under_mps_by_default(make_space, tmp_path, cli_env):
     space = make_space("mps", samples=2, epochs=2, train_limit=2000)
     proc = subprocess.run(
-        [sys.executable, "-m", "vae_sweep", "run", "--mps", "--gpus-per-trial", "0.5"]
+        [sys.executable, "-m", "vae_sweep", "run", "--gpus-per-trial", "0.5"]
         + ["--space", str(space), "--data", "mnist-5k", "--no-analyze"]
         + ["--storage", str(tmp_path / "results"), "--name", "mps"],
         capture_output=True,
@@ -65,6 +69,39 @@ def test_a_sweep_runs_under_mps(make_space, tmp_path, cli_env):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NVIDIA MPS" in proc.stderr
-    trials = pd.read_parquet(tmp_path / "results" / "mps" / "trials.parquet")
+    folder = tmp_path / "results" / "mps"
+    assert json.loads((folder / "sweep.json").read_text())["resources"]["sharing"] == "mps"
+    trials = pd.read_parquet(folder / "trials.parquet")
     assert len(trials) == 2 and set(trials["device"]) == {"cuda"}
     assert trials["status"].isin(["completed", "early_stopped"]).all()
+
+
+# A benchmark's pattern: one Ray, started under the way gpu_sharing picks, for several sweeps.
+NESTED = textwrap.dedent(
+    """
+    import sys
+    from sweeps import SweepConfig
+    from sweeps.local_ray import ray_session
+    from sweeps.sharing import gpu_sharing
+
+    config = SweepConfig(name="n")
+    with gpu_sharing(config) as (way, env), ray_session(None, sys.argv[1], worker_env=env):
+        with gpu_sharing(config) as (inner, inner_env):
+            print("ways", way, inner, sorted(inner_env))
+    """
+)
+
+
+@needs_mps
+def test_a_sweep_in_a_ray_started_under_the_daemon_is_under_it(cli_env):
+    proc = subprocess.run(
+        [sys.executable, "-c", NESTED, SUBPROCESS_NODE_IP],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("ways")] == [
+        "ways mps mps []"  # the same daemon: none started again, nothing more to pass on
+    ]

@@ -1,5 +1,6 @@
 """Two trials share one GPU (0.5 each) and both train on it, as two processes or, with
---streams, in the GPU's Trainer (skipped without CUDA)."""
+--streams, in the GPU's Trainer; `auto` in a Ray this process joined (no MPS daemon reaches
+its workers) takes streams (skipped without CUDA)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from sweeps import SweepConfig, run_sweep
 
 
 @pytest.mark.parametrize(
-    "streams",
-    [False, True],
-    ids=["processes", "streams"],  # streams: the GPU's Trainer trains both (sweeps/trainer.py)
+    ("sharing", "chosen"),
+    # streams: the GPU's Trainer trains both (sweeps/trainer.py)
+    [("time-sliced", "time-sliced"), ("streams", "streams"), ("auto", "streams")],
 )
-def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, streams):
+def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, sharing, chosen):
     assert ray_local.get("GPU", 0) >= 1
     space = load_space(make_space("shared", samples=2, epochs=2, train_limit=2000))
     outcome = run_sweep(
@@ -27,7 +28,7 @@ def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, streams):
             gpus_per_trial=0.5,
             storage=str(tmp_path / "results"),
             data="mnist-5k",
-            streams=streams,
+            sharing=sharing,
         )
     )
     trials = outcome.trials
@@ -37,6 +38,7 @@ def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, streams):
     folder = tmp_path / "results" / "shared"
     record = json.loads((folder / "sweep.json").read_text())
     assert record["resources"]["gpus_per_trial"] == 0.5
+    assert record["resources"]["sharing"] == chosen
     assert record["search"]["max_concurrent"] == 2  # both fit on the one GPU at once
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert (epochs["images_per_second"] > 0).all() and epochs["val_loss"].notna().all()

@@ -31,12 +31,12 @@ from vae_core.errors import ConfigError, DeviceError, VaeSweepError
 )
 def test_mps_options_that_cannot_work_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
-        SweepConfig(name="m", mps=True, **options)
+        SweepConfig(name="m", sharing="mps", **options)
 
 
 def test_mps_takes_the_default_share_or_a_share_below_one():
-    assert SweepConfig(name="m", mps=True).mps
-    assert SweepConfig(name="m", mps=True, gpus_per_trial=0.25).gpus_per_trial == 0.25
+    assert SweepConfig(name="m", sharing="mps").sharing == "mps"
+    assert SweepConfig(name="m", sharing="mps", gpus_per_trial=0.25).gpus_per_trial == 0.25
 
 
 @pytest.mark.parametrize("flag", ["--mps", "--streams"])  # the two ways to share a GPU

@@ -249,6 +249,7 @@ def test_sweep_json_records_how_the_results_were_made(small_sweep):
         "reduction_factor": 3,
     }
     assert record["resources"]["cpus_per_trial"] == 1 and record["resources"]["gpus_per_trial"] == 0
+    assert record["resources"]["sharing"] == "time-sliced"  # "auto" with no GPU to share
     assert record["data"]["source"] == "mnist-5k" and record["data"]["sizes"]["train"] == 300
     assert {"python", "torch", "ray", "optuna", "vae-sweep"} <= set(record["versions"])
     assert (small_sweep / record["optuna_db"]).is_file()

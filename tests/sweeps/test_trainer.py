@@ -293,10 +293,9 @@ def test_with_several_gpus_a_trial_relays_to_the_trainer_of_its_own_gpu(cli_env)
         ({"address": "auto"}, "--streams is for a local sweep"),
         ({"gpus_per_trial": 0}, "share a GPU"),
         ({"gpus_per_trial": 1}, "share a GPU"),
-        ({"mps": True}, "choose one"),
         ({"gpus_per_trial": 0.03}, "at most 32 trials at once"),
     ],
 )
 def test_streams_options_that_cannot_work_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
-        SweepConfig(name="s", streams=True, **options)
+        SweepConfig(name="s", sharing="streams", **options)
