@@ -92,7 +92,8 @@ def main() -> None:
     sweep = FinishedSweep.read(folder)
     print(report(folder, sweep))
     print(
-        f"Ray start {t1 - t0:.1f} s, data and set-up {wall - (t1 - t0) - sweep.fit:.1f} s, "
+        f"Ray start (and the MPS daemon's, if any) {t1 - t0:.1f} s, "
+        f"data and set-up {wall - (t1 - t0) - sweep.fit:.1f} s, "
         f"tuning {sweep.fit:.1f} s, total {wall:.1f} s"
     )
     print(f"training share of the whole wall time: {sweep.training / (sweep.slots * wall):.1%}")
