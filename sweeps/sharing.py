@@ -90,14 +90,12 @@ def start_first(ways: tuple[str, ...], stack: ExitStack) -> tuple[str, dict[str,
     Raises:
         DeviceError: the last of `ways` cannot run either.
     """
-    for way, fallback in zip(ways, ways[1:] + (None,), strict=True):
+    for way, fallback in zip(ways, ways[1:], strict=False):
         try:
             return way, _start(way, stack)
         except DeviceError as err:
-            if fallback is None:
-                raise
             log.info("%s; the trials that share a GPU %s", err, INSTEAD[fallback])
-    raise ValueError("no way to share a GPU was given")
+    return ways[-1], _start(ways[-1], stack)
 
 
 def _start(way: str, stack: ExitStack) -> dict[str, str]:
@@ -106,5 +104,5 @@ def _start(way: str, stack: ExitStack) -> dict[str, str]:
     if way == "streams":
         from sweeps.trainer import check_streams
 
-        check_streams(True)  # its Trainers start once Ray is up (sweeps.trainer.trainers)
+        check_streams()  # its Trainers start once Ray is up (sweeps.trainer.trainers)
     return {}

@@ -292,7 +292,7 @@ class Trainers:
         return self.handles[str(ray.get_gpu_ids()[0])]
 
 
-def check_streams(on: bool) -> None:
+def check_streams() -> None:
     """--streams trains on this machine's GPUs (the local Ray's): refuse it without one, before
     anything is started or written.
 
@@ -301,7 +301,7 @@ def check_streams(on: bool) -> None:
     """
     import torch
 
-    if on and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise DeviceError("--streams needs a CUDA GPU, but none is visible")
 
 

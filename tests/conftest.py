@@ -11,6 +11,8 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,18 @@ def subprocess_env() -> dict[str, str]:
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+
+
+def run_probe(code: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python given this session's subprocess node IP as its argument;
+    its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code, SUBPROCESS_NODE_IP],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

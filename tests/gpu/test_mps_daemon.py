@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from sweeps.mps import CONTROL, mps_daemon
-from tests.conftest import SUBPROCESS_NODE_IP
+from tests.conftest import run_probe
 from vae_core.errors import DeviceError
 
 # A CUDA process that holds its context until told to end.
@@ -94,13 +94,7 @@ NESTED = textwrap.dedent(
 
 @needs_mps
 def test_a_sweep_in_a_ray_started_under_the_daemon_is_under_it(cli_env):
-    proc = subprocess.run(
-        [sys.executable, "-c", NESTED, SUBPROCESS_NODE_IP],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=120,
-    )
+    proc = run_probe(NESTED, cli_env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [line for line in proc.stdout.splitlines() if line.startswith("ways")] == [
         "ways mps mps []"  # the same daemon: none started again, nothing more to pass on

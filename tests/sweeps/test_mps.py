@@ -17,7 +17,7 @@ import torch
 from sweeps import SweepConfig
 from sweeps.local_ray import ray_session
 from sweeps.mps import CONTROL, PIPE_ENV, mps_daemon
-from tests.conftest import RAY_NODE_IP, SUBPROCESS_NODE_IP
+from tests.conftest import RAY_NODE_IP, run_probe
 from vae_core.errors import ConfigError, DeviceError, VaeSweepError
 
 
@@ -150,13 +150,7 @@ PROBE = textwrap.dedent(
 
 
 def test_a_local_ray_gives_worker_env_to_its_workers_and_not_to_the_driver(cli_env):
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, SUBPROCESS_NODE_IP],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        timeout=300,
-    )
+    proc = run_probe(PROBE, cli_env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-2:] == ["worker", "unset"]
 

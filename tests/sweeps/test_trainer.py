@@ -8,8 +8,6 @@ tests/gpu/test_sweep_gpu.py, and real streams: tests/gpu/test_trainer_streams.py
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from sweeps import SweepConfig
 from sweeps.config import POOL_STREAMS
 from sweeps.trainer import Run, Streams, trainers
 from sweeps.trial import run_trial
-from tests.conftest import SUBPROCESS_NODE_IP
+from tests.conftest import run_probe
 from vae_core import CheckpointError, ConfigError, TrainConfig, load_mnist, train
 
 TINY = dict(data="mnist-5k", train_limit=256, batch_size=64, threads=1, device="cpu")
@@ -272,13 +270,7 @@ with trainers(True, load_mnist("mnist-5k").limit_train(64), 2, {"device": "cpu"}
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_with_several_gpus_a_trial_relays_to_the_trainer_of_its_own_gpu(cli_env):
-    proc = subprocess.run(
-        [sys.executable, "-c", MULTI_GPU_PROBE, SUBPROCESS_NODE_IP],
-        capture_output=True,
-        text=True,
-        env={**cli_env, "CUDA_VISIBLE_DEVICES": "2,3"},
-        timeout=300,
-    )
+    proc = run_probe(MULTI_GPU_PROBE, {**cli_env, "CUDA_VISIBLE_DEVICES": "2,3"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Ray's own lines may come between (its workers' logs go to this process's output).
     rows = sorted(
