@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sweeps.mps import mps_env
+from sweeps.mps import mps_env, running_daemon
 from vae_core.errors import VaeSweepError
 
 SIZES = ("28:900", "12:751", "56:719", "4:399")  # z_dim:fc_size, from the default sweep's trials
@@ -164,6 +164,11 @@ def main() -> None:
         return
     if "on" in args.modes and args.device != "cuda":
         raise SystemExit("error: MPS (--modes on) needs --device cuda")
+    if "off" in args.modes and args.device == "cuda" and (running := running_daemon()):
+        raise SystemExit(
+            f"error: an NVIDIA MPS daemon runs at {running}, so time-sliced processes (--modes "
+            f"off) would be its clients too; stop it to measure them, or leave out 'off'"
+        )
     args.sizes = [args.sizes[i % len(args.sizes)] for i in range(args.models)]
 
     runs, failed = {mode: [] for mode in args.modes}, {}

@@ -10,6 +10,11 @@ The daemon started here is the sweep's own: its pipe and log folders are a tempo
 and only processes whose environment names that folder are its clients. The local Ray's
 workers get that environment (sweeps.local_ray starts Ray with it); the driver, which analyses
 the sweep on the same GPU afterwards, and any other program on the machine do not.
+
+Where a daemon already runs for this process (a system-wide one at /tmp/nvidia-mps, or the one
+CUDA_MPS_PIPE_DIRECTORY names), CUDA makes every process here its client, the trials included:
+the sweep uses that one, and leaves it running, instead of starting a second that would compete
+with it for the GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 
 CONTROL = "nvidia-cuda-mps-control"  # ships with NVIDIA's driver
 PIPE_ENV = "CUDA_MPS_PIPE_DIRECTORY"  # where a client finds its daemon
+DEFAULT_PIPE = "/tmp/nvidia-mps"  # where CUDA looks without PIPE_ENV
 LOG_ENV = "CUDA_MPS_LOG_DIRECTORY"
 COMMAND_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0  # the daemon stops its server, then itself, after `quit`
@@ -110,7 +117,7 @@ class MpsDaemon:
             if done.returncode == 0:
                 return
             why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise DeviceError(f"the NVIDIA MPS daemon started, but a CUDA process cannot use it: {why}")
+        raise DeviceError(f"the NVIDIA MPS daemon runs, but a CUDA process cannot use it: {why}")
 
 
 @contextmanager
@@ -139,7 +146,8 @@ def mps_daemon() -> Iterator[MpsDaemon]:
 @contextmanager
 def mps_env(on: bool) -> Iterator[dict[str, str]]:
     """The environment that makes a process a client of an MPS daemon started for the block;
-    empty, with no daemon, when `on` is false.
+    empty where one already runs (running_daemon: every process here is its client), and
+    with no daemon when `on` is false.
 
     Raises:
         DeviceError: no CUDA GPU, mps_daemon's, or a CUDA process cannot use the daemon.
@@ -151,6 +159,16 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
 
     if not torch.cuda.is_available():
         raise DeviceError("--mps needs a CUDA GPU, but none is visible")
+    running = running_daemon()
+    if running is not None:
+        MpsDaemon(CONTROL, {}).check_a_client()  # this process's environment reaches it
+        log.info(
+            "NVIDIA MPS: the trials that share a GPU run their kernels at the same time, as "
+            "clients of the daemon already running at %s (left running)",
+            running,
+        )
+        yield {}
+        return
     with mps_daemon() as daemon:
         daemon.check_a_client()
         log.info(
@@ -158,6 +176,21 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
             "(a daemon of the sweep's own, stopped at its end)"
         )
         yield daemon.env
+
+
+def running_daemon() -> Path | None:
+    """The pipe folder of an MPS daemon that already serves this process's CUDA contexts, if
+    one listens there: CUDA_MPS_PIPE_DIRECTORY's, or /tmp/nvidia-mps without it."""
+    pipe = Path(os.environ.get(PIPE_ENV) or DEFAULT_PIPE)
+    # Connecting, not only finding the socket: a daemon that was killed leaves its socket
+    # behind, and CUDA then runs without MPS.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+        control.settimeout(1.0)
+        try:
+            control.connect(str(pipe / "control"))
+        except OSError:  # none there, a stale socket, or a path too long for a socket
+            return None
+    return pipe
 
 
 def _start(daemon: MpsDaemon, logs: Path) -> None:

@@ -8,9 +8,10 @@ on a CUDA stream of its own (sweeps/trainer.py). On an H100 (BENCHMARKS.md), aga
 time-sliced: four trainings at once 1.87x with MPS, 1.84x with streams; the hand-written Tune
 script's 16 trials x 4 epochs 4.51x faster under MPS, 3.50x with streams.
 
-So `auto`, the default, runs a local sweep's GPU-sharing trials under MPS and, where MPS
-cannot run (no control program, a daemon that does not start or cannot serve a client, a Ray
-this process joined without one), on streams. Nothing shares a GPU on CPUs, with whole GPUs
+So `auto`, the default, runs a local sweep's GPU-sharing trials under MPS (a daemon that
+already runs here, or one of the sweep's own) and, where MPS cannot run (no control program, a
+daemon that does not start or cannot serve a client, a Ray this process joined without one),
+on streams. Nothing shares a GPU on CPUs, with whole GPUs
 per trial, or on a cluster (where MPS is the nodes' business): there `auto` is time-sliced.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from sweeps.config import POOL_STREAMS, SweepConfig
-from sweeps.mps import mps_env
+from sweeps.mps import mps_env, running_daemon
 from vae_core.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -43,19 +44,25 @@ def candidates(config: SweepConfig, *, cuda: bool, ray_joined: bool) -> tuple[st
     Args:
         cuda: a CUDA GPU is visible to this process (then the local Ray has it too).
         ray_joined: this process has joined a Ray already, whose workers an MPS daemon started
-            now would not reach.
+            now would not reach (one that already runs here, they reach).
     """
     if config.sharing != "auto":
         return (config.sharing,)
-    gpus = config.gpus_per_trial  # None: GPU_SHARE, below 1, when Ray has a GPU
-    if config.address is not None or not cuda or not (gpus is None or 0 < gpus < 1):
+    if not cuda or not _shares_a_gpu(config):
         return ("time-sliced",)
     ways = ["mps", "streams", "time-sliced"]
-    if ray_joined and not _ray_under_mps:
+    if ray_joined and not (_ray_under_mps or running_daemon()):
         ways.remove("mps")
-    if gpus is not None and gpus < 1 / POOL_STREAMS:
+    if config.gpus_per_trial is not None and config.gpus_per_trial < 1 / POOL_STREAMS:
         ways.remove("streams")
     return tuple(ways)
+
+
+def _shares_a_gpu(config: SweepConfig) -> bool:
+    """A local sweep whose trials each take a fraction of a GPU (None: GPU_SHARE, when Ray
+    has a GPU); a cluster's nodes share theirs as they are set up to."""
+    gpus = config.gpus_per_trial
+    return config.address is None and (gpus is None or 0 < gpus < 1)
 
 
 @contextmanager
@@ -70,7 +77,14 @@ def gpu_sharing(config: SweepConfig) -> Iterator[tuple[str, dict[str, str]]]:
     import torch
 
     global _ray_under_mps
-    ways = candidates(config, cuda=torch.cuda.is_available(), ray_joined=ray.is_initialized())
+    cuda = torch.cuda.is_available()
+    ways = candidates(config, cuda=cuda, ray_joined=ray.is_initialized())
+    sliced = config.sharing == "time-sliced" and cuda and _shares_a_gpu(config)
+    if sliced and (running := running_daemon()):
+        raise DeviceError(
+            f"--time-sliced: an NVIDIA MPS daemon runs at {running}, and every CUDA process "
+            f"here is its client; stop it (echo quit | nvidia-cuda-mps-control) to take turns"
+        )
     if ways[0] == "mps" and _ray_under_mps and ray.is_initialized():
         yield "mps", {}  # this process's Ray was started under a daemon of ours
         return

@@ -1,23 +1,25 @@
 """The sweep's own MPS daemon on a real GPU (skipped without CUDA, and where NVIDIA's control
-program is missing): a process given its environment is its client, a sweep with no sharing
-option (`auto`) runs under it, and so does one run in a Ray started under it. Each is bounded in
-time, so that clients that never get the GPU fail the test instead of holding up the rest of the
-suite."""
+program is missing): a process given its environment is its client, a daemon already running is
+used and left running, a sweep with no sharing option (`auto`) runs under it, and so does one
+run in a Ray started under it. Each is bounded in time, so that clients that never get the GPU
+fail the test instead of holding up the rest of the suite."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sweeps.mps import CONTROL, mps_daemon
+from sweeps.mps import CONTROL, PIPE_ENV, mps_daemon, mps_env, running_daemon
 from tests.conftest import run_probe
 from vae_core.errors import DeviceError
 
@@ -47,6 +49,19 @@ def test_a_process_given_the_daemon_s_environment_is_its_client():
             deadline.cancel()
             child.communicate("\n", timeout=60)
         assert child.returncode == 0
+
+
+@needs_mps
+def test_a_daemon_already_running_is_used_and_left_running(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="sweeps.mps")
+    with mps_daemon() as daemon:
+        pipe = Path(daemon.env[PIPE_ENV])
+        monkeypatch.setenv(PIPE_ENV, str(pipe))  # as for a daemon started by hand
+        assert running_daemon() == pipe
+        with mps_env(True) as env:
+            assert env == {}  # this process's environment reaches it already
+        assert running_daemon() == pipe  # not stopped
+    assert f"clients of the daemon already running at {pipe}" in caplog.text
 
 
 def test_no_control_program_is_one_error_naming_it(monkeypatch, tmp_path):

@@ -118,7 +118,7 @@ def test_a_daemon_no_cuda_process_can_use_is_one_error_with_the_reason(commands)
     with mps_daemon() as daemon, pytest.raises(DeviceError) as err:
         daemon.check_a_client()
     message = str(err.value)
-    assert message.startswith("the NVIDIA MPS daemon started, but a CUDA process cannot use it: ")
+    assert message.startswith("the NVIDIA MPS daemon runs, but a CUDA process cannot use it: ")
     # This machine has no CUDA driver library, or one that finds no GPU: CUDA's own words.
     assert "libcuda.so.1" in message or "CUDA_ERROR_" in message, message
     assert "\n" not in message

@@ -6,14 +6,20 @@ tests/gpu/test_sweep_gpu.py (each way in a Ray this process joined)."""
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
-from contextlib import ExitStack
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from sweeps import SweepConfig
+from sweeps.mps import PIPE_ENV, mps_env, running_daemon
 from sweeps.sharing import candidates, gpu_sharing, start_first
 from vae_core.errors import ConfigError, DeviceError
 from vae_sweep import cli
@@ -46,8 +52,16 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has 
 )
 def test_the_ways_tried_best_first(monkeypatch, options, cuda, ray_joined, under_mps, ways):
     monkeypatch.setattr("sweeps.sharing._ray_under_mps", under_mps)
+    monkeypatch.setattr("sweeps.sharing.running_daemon", lambda: None)
     config = SweepConfig(name="s", **options)
     assert candidates(config, cuda=cuda, ray_joined=ray_joined) == ways
+
+
+def test_a_daemon_already_running_here_reaches_a_joined_ray_s_workers(monkeypatch, mps_pipe):
+    monkeypatch.setattr("sweeps.sharing._ray_under_mps", False)
+    with listening(mps_pipe):
+        ways = candidates(SweepConfig(name="s"), cuda=True, ray_joined=True)
+    assert ways == ("mps", "streams", "time-sliced")
 
 
 @no_gpu
@@ -113,3 +127,57 @@ def test_two_ways_at_once_are_refused_in_one_line(cli_env):
 def test_an_unknown_way_is_refused():
     with pytest.raises(ConfigError, match="GPU sharing must be one of auto, mps, streams, "):
         SweepConfig(name="s", sharing="mig")
+
+
+# A daemon that already runs here: NVIDIA's needs a GPU, so a Unix socket listens in its place
+# at `control` in the pipe folder that CUDA_MPS_PIPE_DIRECTORY names.
+@pytest.fixture
+def mps_pipe(monkeypatch) -> Iterator[Path]:
+    # Short: a Unix socket's path may not exceed 107 bytes, and pytest's tmp_path can.
+    with tempfile.TemporaryDirectory(prefix="mps-") as folder:
+        monkeypatch.setenv(PIPE_ENV, folder)
+        yield Path(folder)
+
+
+@contextmanager
+def listening(pipe: Path) -> Iterator[None]:
+    (pipe / "control").unlink(missing_ok=True)  # left by the one before, as a daemon leaves it
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+        control.bind(str(pipe / "control"))
+        control.listen()
+        yield
+
+
+def test_a_running_daemon_is_found_by_its_listening_control_socket(mps_pipe):
+    assert running_daemon() is None  # nothing there
+    with listening(mps_pipe):
+        assert running_daemon() == mps_pipe
+    assert (mps_pipe / "control").is_socket()
+    assert running_daemon() is None  # the socket a stopped daemon leaves: CUDA would not use it
+
+
+@no_gpu
+def test_mps_uses_a_running_daemon_instead_of_starting_one(mps_pipe, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the rest runs for real
+    monkeypatch.setenv("PATH", str(tmp_path))  # no control program: nothing is started
+    with listening(mps_pipe), pytest.raises(DeviceError) as err, mps_env(True):
+        pass
+    # Not "needs NVIDIA's nvidia-cuda-mps-control": it went to the running daemon, through
+    # which this machine's CUDA gives no context. CUDA's own words say so.
+    message = str(err.value)
+    assert message.startswith("the NVIDIA MPS daemon runs, but a CUDA process cannot use it: ")
+    assert "libcuda.so.1" in message or "CUDA_ERROR_" in message, message
+
+
+def test_taking_turns_under_a_running_daemon_is_refused(mps_pipe, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = SweepConfig(name="s", sharing="time-sliced", gpus_per_trial=0.25)
+    with listening(mps_pipe), pytest.raises(DeviceError) as err, gpu_sharing(config):
+        pass
+    assert str(err.value) == (
+        f"--time-sliced: an NVIDIA MPS daemon runs at {mps_pipe}, and every CUDA process here "
+        f"is its client; stop it (echo quit | nvidia-cuda-mps-control) to take turns"
+    )
+    # Whole GPUs: nothing takes turns, so nothing to refuse.
+    with listening(mps_pipe), gpu_sharing(replace(config, gpus_per_trial=1)) as (way, env):
+        assert (way, env) == ("time-sliced", {})
