@@ -22,8 +22,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import ray
 from ray.actor import ActorHandle
@@ -38,9 +39,11 @@ from vae_core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-# A run whose trial has not asked for its next epoch for this long is taken for abandoned (its
-# trial's process ended without saying so) and stops, freeing its GPU memory. A trial asks
-# again as soon as Tune has taken its last report, which takes seconds at most.
+# A run whose trial has not asked for its next epoch for this long is taken for abandoned and
+# stops, freeing its GPU memory. A trial asks again as soon as Tune has taken its last report,
+# which takes seconds at most. A run whose trial's process has ended stops at once (Run): Tune
+# lets a stopped trial's process go without waiting for the trial's thread, whose `finally`
+# would have stopped the run.
 ABANDONED_AFTER_S = 600.0
 MAX_RUNS = 64  # threads a Trainer serves at once: far more trials than share one GPU
 # A Trainer that died (its process, say, killed) comes back; its trials fail and Tune restarts
@@ -129,11 +132,14 @@ class Run:
         data: MnistSplits,
         folder: str,
         streams: Streams,
+        trial_pid: int | None = None,
     ) -> None:
         self._folder, self._streams = folder, streams
+        self._trial_pid = trial_pid  # the trial's process, when it runs on this machine
         self._reports: queue.Queue = queue.Queue(maxsize=1)
         self._orders: queue.Queue = queue.Queue()
         self._asked = False
+        self.stopped = False  # ended at a report, with nothing left for its trial to read
         self._thread = threading.Thread(
             target=self._train, args=(config, checkpoint, data), daemon=True
         )
@@ -169,6 +175,7 @@ class Run:
             with self._streams.own(resolve_device(config.device)):
                 train(config, self._report, checkpoint, data=data)
         except RunStopped:
+            self.stopped = True
             return
         except BaseException as err:  # handed to the trial, which fails with it
             self._reports.put(("error", err))
@@ -178,13 +185,34 @@ class Run:
     def _report(self, metrics: dict, state: dict | None) -> None:
         saved = None if state is None else save_epoch(state, self._folder)
         self._reports.put(("epoch", (metrics, saved)))
-        try:
-            order = self._orders.get(timeout=ABANDONED_AFTER_S)
-        except queue.Empty:
-            log.warning("a run's trial did not ask for its next epoch: stopping the run")
-            raise RunStopped from None
+        abandoned_at = time.monotonic() + ABANDONED_AFTER_S
+        order = None
+        while order is None:
+            left = abandoned_at - time.monotonic()
+            if left <= 0:
+                log.warning("a run's trial did not ask for its next epoch: stopping the run")
+                raise RunStopped
+            if self._trial_pid is not None and not process_alive(self._trial_pid):
+                raise RunStopped
+            with suppress(queue.Empty):
+                order = self._orders.get(timeout=min(left, 1.0))
         if order == "stop":
             raise RunStopped
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (one that ended, but that its parent has
+    not reaped yet, does not)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only whether there is such a process
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there is, another user's
+        return True
+    try:  # Linux: its state, after the command name (which may hold spaces and parentheses)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Trainer:
@@ -221,16 +249,26 @@ class Trainer:
         return time.perf_counter() - started
 
     @SAFE_AGAIN
-    def start(self, trial_id: str, config: dict, checkpoint: dict | None, data: WorkerData) -> dict:
+    def start(
+        self,
+        trial_id: str,
+        config: dict,
+        checkpoint: dict | None,
+        data: WorkerData,
+        process: tuple[str, int] | None = None,
+    ) -> dict:
         """Set up a trial's run (from `checkpoint` when given) on `data`; a trial restarted
-        after a failure replaces its earlier run. Returns where it trains
+        after a failure replaces its earlier run. `process` is the trial's (Ray node id, PID):
+        the run ends when that process does. Returns where it trains
         (sweeps.trial.trains_on)."""
         train_config = TrainConfig(**config)
+        here = ray.get_runtime_context().get_node_id()
+        pid = process[1] if process is not None and process[0] == here else None
         with self._lock:  # the first start fetches the data; the others wait for it
             splits = data.on(resolve_device(train_config.device))
             earlier = self._runs.pop(trial_id, None)
             self._runs[trial_id] = Run(
-                train_config, checkpoint, splits, self._folder, self._streams
+                train_config, checkpoint, splits, self._folder, self._streams, pid
             )
         if earlier is not None:
             earlier.stop()
@@ -263,8 +301,11 @@ class Trainer:
 
     @SAFE_AGAIN
     def runs(self) -> int:
-        """Runs under way."""
-        return len(self._runs)
+        """Runs under way; those that stopped on their own (their trial gone) are forgotten."""
+        with self._lock:
+            for trial_id in [t for t, run in self._runs.items() if run.stopped]:
+                del self._runs[trial_id]
+            return len(self._runs)
 
     @SAFE_AGAIN
     def pid(self) -> int:

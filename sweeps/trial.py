@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -59,12 +60,15 @@ def run_trial(
 def _relay(trainers: Trainers, config: TrainConfig, state: dict | None, history: list) -> None:
     """Train on this trial's Trainer one epoch at a time, each reported before the next is
     asked for. When Tune stops the trial, its report raises (SystemExit) and the run is
-    stopped too."""
+    stopped too; where Tune ends this process before that, the run stops on seeing it gone."""
     trainer = trainers.of_this_trial()
     trial_id = tune.get_context().get_trial_id()
     try:
         # The Trainer says where the run trains: this process has no CUDA context to ask.
-        where = ray.get(trainer.start.remote(trial_id, config.to_dict(), state, trainers.data))
+        process = (ray.get_runtime_context().get_node_id(), os.getpid())
+        where = ray.get(
+            trainer.start.remote(trial_id, config.to_dict(), state, trainers.data, process)
+        )
         report = TuneReport(config, history, where)
         while (epoch := ray.get(trainer.next_epoch.remote(trial_id))) is not None:
             report.saved(*epoch)

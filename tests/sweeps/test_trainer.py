@@ -8,6 +8,8 @@ tests/gpu/test_sweep_gpu.py, and real streams: tests/gpu/test_trainer_streams.py
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,9 +55,11 @@ def trainer(streams):
     return streams.of_this_trial()
 
 
-def start(streams, trial_id: str, config: dict, checkpoint: dict | None = None) -> dict:
+def start(
+    streams, trial_id: str, config: dict, checkpoint: dict | None = None, process=None
+) -> dict:
     trainer = streams.of_this_trial()
-    return ray.get(trainer.start.remote(trial_id, config, checkpoint, streams.data))
+    return ray.get(trainer.start.remote(trial_id, config, checkpoint, streams.data, process))
 
 
 def state_of(epoch) -> dict:
@@ -161,6 +165,54 @@ def test_a_run_its_trial_abandoned_stops_and_a_late_ask_is_an_error(splits, monk
         run.next_epoch()
 
 
+@pytest.mark.parametrize("reaped", [True, False])
+def test_a_run_whose_trial_s_process_ended_stops_at_once(splits, tmp_path, reaped):
+    trial = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        run = Run(TrainConfig(**TINY, epochs=3), None, splits, str(tmp_path), Streams(), trial.pid)
+        assert run.next_epoch()[0]["epoch"] == 1
+        time.sleep(1.5)
+        assert not run.stopped  # its trial's process lives: the run waits to be asked
+        trial.kill()
+        if reaped:
+            trial.wait()
+        # Not reaped: a zombie, as a process is until its parent (Ray's raylet) waits for it.
+        assert wait_until(lambda: run.stopped, 10), "the run did not stop"
+    finally:
+        trial.kill()
+        trial.wait()
+
+
+def test_a_trainer_ends_the_run_of_a_trial_whose_process_on_its_machine_ended(streams, trainer):
+    config = TrainConfig(**TINY, epochs=3).to_dict()
+    here = ray.get_runtime_context().get_node_id()  # the local Ray's one node
+    trial = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        start(streams, "t", config, process=(here, trial.pid))
+        start(streams, "u", config, process=("another node", trial.pid))  # PIDs of elsewhere
+        for trial_id in ("t", "u"):
+            ray.get(trainer.next_epoch.remote(trial_id))
+        trial.kill()
+        trial.wait()
+        assert wait_until(lambda: ray.get(trainer.runs.remote()) == 1, 10)
+        time.sleep(2)  # "u" stays: only its time limit, or its trial, can end it
+        assert ray.get(trainer.runs.remote()) == 1
+        with pytest.raises(ray.exceptions.RayTaskError, match="trial t has no run"):
+            ray.get(trainer.next_epoch.remote("t"))
+    finally:
+        trial.kill()
+        trial.wait()
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def test_a_run_that_fails_fails_its_trial_with_its_own_error(streams, trainer):
     config = TrainConfig(**TINY, epochs=2)
     start(streams, "t", config.to_dict())
@@ -202,7 +254,9 @@ def test_trials_relay_through_tune_and_asha_stopping_one_ends_its_run(streams, t
     assert epochs == {3e-3: 3, 1e-6: 1}
     assert {r.metrics["device"] for r in results} == {"cpu"}  # as the Trainer said
     assert all(r.checkpoint is not None for r in results)
-    assert ray.get(trainer.runs.remote()) == 0
+    # The stopped trial's `finally` stops its run, unless Tune ends its process first (it does
+    # not wait for the trial's thread): then the run stops on seeing that process gone.
+    assert wait_until(lambda: ray.get(trainer.runs.remote()) == 0, 10)
     # Each epoch's folder went once Ray had its copy, the stopped trial's too.
     assert list(Path(streams.folder).iterdir()) == []
 
