@@ -11,8 +11,8 @@ script's 16 trials x 4 epochs 4.51x faster under MPS, 3.50x with streams.
 So `auto`, the default, runs a local sweep's GPU-sharing trials under MPS (a daemon that
 already runs here, or one of the sweep's own) and, where MPS cannot run (no control program, a
 daemon that does not start or cannot serve a client, a Ray this process joined without one),
-on streams. Nothing shares a GPU on CPUs, with whole GPUs
-per trial, or on a cluster (where MPS is the nodes' business): there `auto` is time-sliced.
+on streams. Nothing shares a GPU on CPUs, with whole GPUs per trial, or on a cluster (where
+MPS is the nodes' business): there `auto` is time-sliced.
 """
 
 from __future__ import annotations
