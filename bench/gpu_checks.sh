@@ -53,7 +53,7 @@ if ! command -v nvidia-cuda-mps-control >/dev/null; then
   MPS_BENCH_MODES="off streams"
 fi
 RUN=$(date +%H%M%S)
-step gpu-tests 240 python3 -m pytest tests/gpu -q -p no:cacheprovider
+step gpu-tests 300 python3 -m pytest tests/gpu -q -p no:cacheprovider
 # The default sweep, then where its time went: the split of a worker's start (began importing
 # vae-sweep, had it imported, first trial, first epoch), and how busy the GPU itself was
 # (nvidia-smi's utilization samples during the tuning).
