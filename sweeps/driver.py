@@ -20,7 +20,7 @@ from sweeps.optuna_study import OptunaDb, search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
-from sweeps.sharing import gpu_sharing
+from sweeps.sharing import gpu_sharing, shares_a_gpu
 from sweeps.trainer import Trainers, trainers
 from sweeps.tuner import build_tuner, fixed_config, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
@@ -120,7 +120,7 @@ def _resolve_on(cluster: dict, config: SweepConfig, sharing: str) -> SweepConfig
             "for trials on GPU workers that the autoscaler adds"
         )
     config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
-    if config.sharing == "auto" and not 0 < config.gpus_per_trial < 1:
+    if config.sharing == "auto" and not shares_a_gpu(config):
         sharing = "time-sliced"  # Ray found no GPU for trials to share after all
     config = replace(config, sharing=sharing)
     check_storage_is_shared(config)

@@ -97,27 +97,33 @@ class MpsDaemon:
         return [int(w) for w in self.command(f"get_client_list {server}").split() if w.isdigit()]
 
     def check_a_client(self, timeout: float = CLIENT_TIMEOUT_S) -> None:
-        """A process given `env` gets a CUDA context through the daemon (see CLIENT_PROBE).
+        """A process given `env` gets a CUDA context through the daemon (check_a_client)."""
+        check_a_client(self.env, timeout)
 
-        Raises:
-            DeviceError: it could not, or did not within `timeout` seconds.
-        """
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", CLIENT_PROBE],
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            why = f"no CUDA context within {timeout:g} s"
-        else:
-            if done.returncode == 0:
-                return
-            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise DeviceError(f"the NVIDIA MPS daemon runs, but a CUDA process cannot use it: {why}")
+
+def check_a_client(env: dict[str, str], timeout: float = CLIENT_TIMEOUT_S) -> None:
+    """A process given `env` on top of ours gets a CUDA context, through the MPS daemon that
+    `env` (or our environment) names; see CLIENT_PROBE.
+
+    Raises:
+        DeviceError: it could not, or did not within `timeout` seconds.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CLIENT_PROBE],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        why = f"no CUDA context within {timeout:g} s"
+    else:
+        if done.returncode == 0:
+            return
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    raise DeviceError(f"the NVIDIA MPS daemon runs, but a CUDA process cannot use it: {why}")
 
 
 @contextmanager
@@ -161,7 +167,7 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
         raise DeviceError("--mps needs a CUDA GPU, but none is visible")
     running = running_daemon()
     if running is not None:
-        MpsDaemon(CONTROL, {}).check_a_client()  # this process's environment reaches it
+        check_a_client({})  # this process's environment reaches it
         log.info(
             "NVIDIA MPS: the trials that share a GPU run their kernels at the same time, as "
             "clients of the daemon already running at %s (left running)",

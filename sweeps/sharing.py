@@ -48,7 +48,7 @@ def candidates(config: SweepConfig, *, cuda: bool, ray_joined: bool) -> tuple[st
     """
     if config.sharing != "auto":
         return (config.sharing,)
-    if not cuda or not _shares_a_gpu(config):
+    if not cuda or not shares_a_gpu(config):
         return ("time-sliced",)
     ways = ["mps", "streams", "time-sliced"]
     if ray_joined and not (_ray_under_mps or running_daemon()):
@@ -58,9 +58,9 @@ def candidates(config: SweepConfig, *, cuda: bool, ray_joined: bool) -> tuple[st
     return tuple(ways)
 
 
-def _shares_a_gpu(config: SweepConfig) -> bool:
+def shares_a_gpu(config: SweepConfig) -> bool:
     """A local sweep whose trials each take a fraction of a GPU (None: GPU_SHARE, when Ray
-    has a GPU); a cluster's nodes share theirs as they are set up to."""
+    has a GPU; a resolved config knows); a cluster's nodes share theirs as they are set up to."""
     gpus = config.gpus_per_trial
     return config.address is None and (gpus is None or 0 < gpus < 1)
 
@@ -79,7 +79,7 @@ def gpu_sharing(config: SweepConfig) -> Iterator[tuple[str, dict[str, str]]]:
     global _ray_under_mps
     cuda = torch.cuda.is_available()
     ways = candidates(config, cuda=cuda, ray_joined=ray.is_initialized())
-    sliced = config.sharing == "time-sliced" and cuda and _shares_a_gpu(config)
+    sliced = config.sharing == "time-sliced" and cuda and shares_a_gpu(config)
     if sliced and (running := running_daemon()):
         raise DeviceError(
             f"--time-sliced: an NVIDIA MPS daemon runs at {running}, and every CUDA process "

@@ -139,10 +139,8 @@ def test_a_trainer_whose_process_died_comes_back_and_trains_what_is_started_on_i
     ray.kill(trainer, no_restart=False)
     # The kill lands when it lands: a call may still reach the old process. Calls meanwhile
     # wait for the new one (retried), and it is up once it answers with another pid.
-    deadline = time.monotonic() + 60
-    while ray.get(trainer.pid.remote()) == pid:
-        assert time.monotonic() < deadline, "the Trainer did not come back"
-        time.sleep(0.1)
+    came_back = wait_until(lambda: ray.get(trainer.pid.remote()) != pid, 60)
+    assert came_back, "the Trainer did not come back"
     start(streams, "t", config)
     assert [m["epoch"] for m, _ in epochs_of(trainer, "t")] == [1]
 
