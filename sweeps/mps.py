@@ -19,6 +19,7 @@ with it for the GPU.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -188,15 +189,26 @@ def running_daemon() -> Path | None:
     """The pipe folder of an MPS daemon that already serves this process's CUDA contexts, if
     one listens there: CUDA_MPS_PIPE_DIRECTORY's, or /tmp/nvidia-mps without it."""
     pipe = Path(os.environ.get(PIPE_ENV) or DEFAULT_PIPE)
-    # Connecting, not only finding the socket: a daemon that was killed leaves its socket
-    # behind, and CUDA then runs without MPS.
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
-        control.settimeout(1.0)
-        try:
-            control.connect(str(pipe / "control"))
-        except OSError:  # none there, a stale socket, or a path too long for a socket
-            return None
-    return pipe
+    return pipe if _listens(pipe / "control") else None
+
+
+def _listens(path: Path) -> bool:
+    """Whether a process holds the Unix socket at `path`: connecting, not only finding the
+    file, since a daemon that was killed leaves its socket behind, and CUDA then runs without
+    MPS."""
+    # NVIDIA does not document the socket's type, and connecting with another type fails
+    # (EPROTOTYPE) just as a stale socket does (ECONNREFUSED): try each.
+    for kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_UNIX, kind) as control:
+            control.settimeout(1.0)
+            try:
+                control.connect(str(path))
+            except OSError as err:
+                if err.errno == errno.EPROTOTYPE:
+                    continue
+                return False  # none there, a stale socket, or a path too long for a socket
+            return True
+    return False
 
 
 def _start(daemon: MpsDaemon, logs: Path) -> None:
@@ -221,12 +233,13 @@ def _start(daemon: MpsDaemon, logs: Path) -> None:
 
 
 def _stop(daemon: MpsDaemon, pipe: Path) -> None:
-    """Ask the daemon to quit and wait (a little) until it has: its control socket goes."""
+    """Ask the daemon to quit and wait (a little) until it has: nothing listens at its control
+    socket (the file stays)."""
     try:
         daemon.command("quit")
     except (OSError, subprocess.TimeoutExpired) as err:
         log.warning("the MPS daemon did not take `quit` (%s); it may still run", err)
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while (pipe / "control").exists() and time.monotonic() < deadline:
+    while _listens(pipe / "control") and time.monotonic() < deadline:
         time.sleep(0.1)

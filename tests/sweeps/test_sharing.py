@@ -140,17 +140,20 @@ def mps_pipe(monkeypatch) -> Iterator[Path]:
 
 
 @contextmanager
-def listening(pipe: Path) -> Iterator[None]:
+def listening(pipe: Path, kind: int = socket.SOCK_STREAM) -> Iterator[None]:
     (pipe / "control").unlink(missing_ok=True)  # left by the one before, as a daemon leaves it
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+    with socket.socket(socket.AF_UNIX, kind) as control:
         control.bind(str(pipe / "control"))
-        control.listen()
+        if kind != socket.SOCK_DGRAM:
+            control.listen()
         yield
 
 
-def test_a_running_daemon_is_found_by_its_listening_control_socket(mps_pipe):
+# NVIDIA's daemon is not found by a stream connection alone (an H100 run, 2026-11-26).
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM])
+def test_a_running_daemon_is_found_by_its_listening_control_socket(mps_pipe, kind):
     assert running_daemon() is None  # nothing there
-    with listening(mps_pipe):
+    with listening(mps_pipe, kind):
         assert running_daemon() == mps_pipe
     assert (mps_pipe / "control").is_socket()
     assert running_daemon() is None  # the socket a stopped daemon leaves: CUDA would not use it
