@@ -72,7 +72,7 @@ sweep() {  # sweep NAME [OPTIONS...]
 export -f sweep  # for the `bash -c` that `step` bounds in time
 export RUN
 step sweep 150 bash -c 'sweep default'
-step tutorial 200 python3 bench/tune_tutorial.py --data mnist
+step tutorial 330 python3 bench/tune_tutorial.py --data mnist --rounds 3
 step sweep-time-sliced 130 bash -c 'sweep time-sliced --time-sliced --no-analyze'
 step sweep-streams 130 bash -c 'sweep streams --streams --no-analyze'
 step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams

@@ -9,10 +9,12 @@ of its own (vae-sweep's started as `vae-sweep run` starts it: with no option, it
 the GPU under NVIDIA MPS where it runs, else on CUDA streams; `--mps`, `--streams` or
 `--time-sliced` choose, as they do for `vae-sweep run`); the wall times (the script's
 Tuner.fit; vae-sweep's whole run_sweep, its data loading included) and the best validation
-losses (nats per image, the same 5,000 validation images) are printed with their ratio.
+losses (nats per image, the same 5,000 validation images) are printed with their ratio; with
+`--rounds N`, each side runs N times, taking turns at going first, and the medians are compared.
 
     python bench/tune_tutorial.py --data-root ../shared/mnist          # 16 trials x 4 epochs
     python bench/tune_tutorial.py --data mnist                         # as `vae-sweep run`
+    python bench/tune_tutorial.py --data mnist --rounds 3              # medians of 3 each
     python bench/tune_tutorial.py --data mnist --streams               # one process per GPU
     python bench/tune_tutorial.py --data mnist --time-sliced           # processes take turns
     python bench/tune_tutorial.py --gpus-per-trial 0 --trials 2 --epochs 1 --train-limit 500
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -155,9 +158,12 @@ def main() -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1, help="each side this often; medians printed")
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
     add_sharing_options(p)  # vae-sweep's side
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     quiet_ray_and_optuna()
 
@@ -167,15 +173,31 @@ def main() -> None:
         f"{args.trials} trials x up to {args.epochs} epochs, {args.gpus_per_trial:g} GPU and "
         f"{args.cpus_per_trial:g} CPU per trial, data {args.data}, gpu {gpu}"
     )
-    way, ours, ours_best = vae_sweep(args, storage)
-    with ray_session(None, args.node_ip):
-        theirs, theirs_best = tutorial_sweep(args, storage)
     option = "" if args.sharing == "auto" else f" --{args.sharing}"
-    labels = ["hand-written Tune script:", f"vae-sweep run{option} ({way}):"]
-    width = max(map(len, labels)) + 1
-    print(f"{labels[0]:<{width}}{theirs:.1f} s, best val loss {theirs_best:.2f}")
-    print(f"{labels[1]:<{width}}{ours:.1f} s, best val loss {ours_best:.2f}")
-    print(f"vae-sweep is {theirs / ours:.2f}x faster")
+    width = len(f"vae-sweep run{option} (time-sliced):") + 1  # the longest a label gets
+    theirs, ours = [], []
+    for r in range(args.rounds):
+        folder = os.path.join(storage, f"round-{r}")
+        # Each side in turn goes first: a machine that warms up (or wears out) over the run
+        # favours neither.
+        for side in ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours"):
+            if side == "ours":
+                way, wall, best = vae_sweep(args, folder)
+                ours.append(wall)
+                label = f"vae-sweep run{option} ({way}):"
+            else:
+                with ray_session(None, args.node_ip):
+                    wall, best = tutorial_sweep(args, folder)
+                theirs.append(wall)
+                label = "hand-written Tune script:"
+            print(f"{label:<{width}}{wall:.1f} s, best val loss {best:.2f}", flush=True)
+        print(f"round {r + 1}: vae-sweep is {theirs[-1] / ours[-1]:.2f}x faster", flush=True)
+    if args.rounds > 1:
+        print(
+            f"medians of {args.rounds} rounds: hand-written {statistics.median(theirs):.1f} s, "
+            f"vae-sweep {statistics.median(ours):.1f} s; vae-sweep is "
+            f"{statistics.median(theirs) / statistics.median(ours):.2f}x faster"
+        )
 
 
 if __name__ == "__main__":
