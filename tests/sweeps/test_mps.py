@@ -16,7 +16,7 @@ import torch
 
 from sweeps import SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.mps import CONTROL, PIPE_ENV, mps_daemon
+from sweeps.mps import CONTROL, PIPE_ENV, STOP_TIMEOUT_S, mps_daemon, running_daemon
 from tests.conftest import RAY_NODE_IP, run_probe
 from vae_core.errors import ConfigError, DeviceError, VaeSweepError
 
@@ -59,19 +59,22 @@ def test_gpu_sharing_without_a_gpu_is_one_line_and_writes_nothing(flag, tmp_path
 
 # Stands in for NVIDIA's nvidia-cuda-mps-control, which needs a GPU, to check our side of it:
 # `-d` leaves a background process holding the caller's output open (as a daemon that does not
-# close it would) and makes the control socket's path; a client reads one command on stdin.
+# close it would) and listening at the control socket, a SOCK_SEQPACKET one as NVIDIA's is
+# (seen on an H100); `quit` ends it and leaves the socket file behind, as NVIDIA's does. A
+# client reads one command on stdin.
 FAKE_CONTROL = """#!/bin/sh
+control="$CUDA_MPS_PIPE_DIRECTORY/control"
 if [ "$1" = "-d" ]; then
   if [ -n "$FAKE_MPS_FAIL" ]; then echo "An instance of this daemon is already running"; exit 1; fi
-  sleep 300 &
+  "$FAKE_MPS_PYTHON" -c "$LISTEN" "$control" &
   echo $! > "$CUDA_MPS_PIPE_DIRECTORY/pid"
-  touch "$CUDA_MPS_PIPE_DIRECTORY/control"
+  while [ ! -S "$control" ]; do sleep 0.05; done
   exit 0
 fi
 read -r command
 echo "$command" >> "$FAKE_MPS_COMMANDS"
 case "$command" in
-  quit) kill "$(cat "$CUDA_MPS_PIPE_DIRECTORY/pid")"; rm "$CUDA_MPS_PIPE_DIRECTORY/control" ;;
+  quit) kill "$(cat "$CUDA_MPS_PIPE_DIRECTORY/pid")" ;;
   get_server_list) echo 4242 ;;
   "get_client_list 4242") printf '17\\n18\\n' ;;
 esac
@@ -88,18 +91,36 @@ def commands(tmp_path, monkeypatch) -> Path:
     program.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_MPS_COMMANDS", str(tmp_path / "commands"))
+    monkeypatch.setenv("FAKE_MPS_PYTHON", sys.executable)
+    monkeypatch.setenv("LISTEN", LISTEN)
     return tmp_path / "commands"
 
 
-def test_the_daemon_starts_without_reading_its_output_to_the_end_and_quits_after(commands):
+LISTEN = """
+import socket, sys, time
+control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+control.bind(sys.argv[1])
+control.listen()
+time.sleep(300)
+"""
+
+
+def test_the_daemon_starts_without_reading_its_output_to_the_end_and_quits_after(
+    commands, monkeypatch
+):
     started = time.monotonic()
     with mps_daemon() as daemon:
         assert time.monotonic() - started < 10  # not waiting for the daemon to close it
         pipe = Path(daemon.env[PIPE_ENV])
-        assert (pipe / "control").exists()
+        monkeypatch.setenv(PIPE_ENV, str(pipe))
+        assert running_daemon() == pipe  # listening, though not to a stream connection
         assert daemon.servers() == [4242] and daemon.clients(4242) == [17, 18]
+        stopping = time.monotonic()
+    # Its socket file stays after `quit`: stopping waits for nothing to listen, not for the
+    # file to go (STOP_TIMEOUT_S).
+    assert time.monotonic() - stopping < STOP_TIMEOUT_S / 2
     assert commands.read_text().split() == ["get_server_list", "get_client_list", "4242", "quit"]
-    assert not pipe.exists()
+    assert running_daemon() is None and not pipe.exists()
 
 
 def test_a_daemon_that_cannot_start_is_one_error_with_its_reason(commands, monkeypatch):

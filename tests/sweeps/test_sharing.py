@@ -129,8 +129,8 @@ def test_an_unknown_way_is_refused():
         SweepConfig(name="s", sharing="mig")
 
 
-# A daemon that already runs here: NVIDIA's needs a GPU, so a Unix socket listens in its place
-# at `control` in the pipe folder that CUDA_MPS_PIPE_DIRECTORY names.
+# A daemon that already runs here: NVIDIA's needs a GPU, so a Unix socket (SOCK_SEQPACKET, as
+# NVIDIA's is) listens in its place at `control` in the pipe folder CUDA_MPS_PIPE_DIRECTORY names.
 @pytest.fixture
 def mps_pipe(monkeypatch) -> Iterator[Path]:
     # Short: a Unix socket's path may not exceed 107 bytes, and pytest's tmp_path can.
@@ -140,7 +140,7 @@ def mps_pipe(monkeypatch) -> Iterator[Path]:
 
 
 @contextmanager
-def listening(pipe: Path, kind: int = socket.SOCK_STREAM) -> Iterator[None]:
+def listening(pipe: Path, kind: int = socket.SOCK_SEQPACKET) -> Iterator[None]:
     (pipe / "control").unlink(missing_ok=True)  # left by the one before, as a daemon leaves it
     with socket.socket(socket.AF_UNIX, kind) as control:
         control.bind(str(pipe / "control"))
