@@ -196,9 +196,9 @@ def _listens(path: Path) -> bool:
     """Whether a process holds the Unix socket at `path`: connecting, not only finding the
     file, since a daemon that was killed leaves its socket behind, and CUDA then runs without
     MPS."""
-    # NVIDIA does not document the socket's type, and connecting with another type fails
-    # (EPROTOTYPE) just as a stale socket does (ECONNREFUSED): try each.
-    for kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM):
+    # NVIDIA's is SOCK_SEQPACKET (seen on an H100) but undocumented, and a connection of
+    # another type fails (EPROTOTYPE) as one to a stale socket does (ECONNREFUSED): try each.
+    for kind in (socket.SOCK_SEQPACKET, socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_UNIX, kind) as control:
             control.settimeout(1.0)
             try:
