@@ -266,6 +266,7 @@ class Trainer:
         pid = process[1] if process is not None and process[0] == here else None
         with self._lock:  # the first start fetches the data; the others wait for it
             splits = data.on(resolve_device(train_config.device))
+            self._forget_stopped()
             earlier = self._runs.pop(trial_id, None)
             self._runs[trial_id] = Run(
                 train_config, checkpoint, splits, self._folder, self._streams, pid
@@ -303,9 +304,14 @@ class Trainer:
     def runs(self) -> int:
         """Runs under way; those that stopped on their own (their trial gone) are forgotten."""
         with self._lock:
-            for trial_id in [t for t, run in self._runs.items() if run.stopped]:
-                del self._runs[trial_id]
+            self._forget_stopped()
             return len(self._runs)
+
+    def _forget_stopped(self) -> None:
+        """Drop the runs that stopped on their own (their trial's process gone): nothing will
+        ask for them again. Called with the lock held."""
+        for trial_id in [t for t, run in self._runs.items() if run.stopped]:
+            del self._runs[trial_id]
 
     @SAFE_AGAIN
     def pid(self) -> int:
