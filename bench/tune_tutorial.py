@@ -9,8 +9,10 @@ of its own (vae-sweep's started as `vae-sweep run` starts it: with no option, it
 the GPU under NVIDIA MPS where it runs, else on CUDA streams; `--mps`, `--streams` or
 `--time-sliced` choose, as they do for `vae-sweep run`); the wall times (the script's
 Tuner.fit; vae-sweep's whole run_sweep, its data loading included) and the best validation
-losses (nats per image, the same 5,000 validation images) are printed with their ratio; with
-`--rounds N`, each side runs N times, taking turns at going first, and the medians are compared.
+losses (nats per image, the same 5,000 validation images) are printed with their ratio, and the
+epochs each side trained (ASHA stops each side's trials on its own results, so the counts may
+differ; the seconds per epoch trained compare the two without that); with `--rounds N`, each
+side runs N times, taking turns at going first, and the medians are compared.
 
     python bench/tune_tutorial.py --data-root ../shared/mnist          # 16 trials x 4 epochs
     python bench/tune_tutorial.py --data mnist                         # as `vae-sweep run`
@@ -90,8 +92,8 @@ def train_vae(config: dict) -> None:
             )
 
 
-def tutorial_sweep(args, storage: str) -> tuple[float, float]:
-    """The hand-written sweep; returns (wall seconds, best validation loss)."""
+def tutorial_sweep(args, storage: str) -> tuple[float, float, int]:
+    """The hand-written sweep; returns (wall seconds, best validation loss, epochs trained)."""
     space = {
         "z_dim": tune.lograndint(2, 65),
         "fc_size": tune.randint(64, 1025),
@@ -118,12 +120,13 @@ def tutorial_sweep(args, storage: str) -> tuple[float, float]:
     t0 = time.perf_counter()
     results = tuner.fit()
     wall = time.perf_counter() - t0
-    return wall, results.get_best_result("val_loss", "min").metrics["val_loss"]
+    epochs = sum(int((r.metrics or {}).get("training_iteration", 0)) for r in results)
+    return wall, results.get_best_result("val_loss", "min").metrics["val_loss"], epochs
 
 
-def vae_sweep(args, storage: str) -> tuple[str, float, float]:
+def vae_sweep(args, storage: str) -> tuple[str, float, float, int]:
     """`vae-sweep run` with the same trials, epochs, ASHA settings and resources: the way its
-    trials shared the GPU, its wall time and best validation loss."""
+    trials shared the GPU, its wall time, best validation loss and epochs trained."""
     space = load_space("default")
     fixed = {**space.fixed, "train_limit": args.train_limit or None}
     space = replace(space, fixed=fixed, grace_period=1, reduction_factor=2)
@@ -145,7 +148,8 @@ def vae_sweep(args, storage: str) -> tuple[str, float, float]:
         t0 = time.perf_counter()
         outcome = run_sweep(config)
         wall = time.perf_counter() - t0
-    return way, wall, float(outcome.best()["best_val_loss"])
+    epochs = int(outcome.trials["epochs_run"].sum())
+    return way, wall, float(outcome.best()["best_val_loss"]), epochs
 
 
 def main() -> None:
@@ -175,29 +179,40 @@ def main() -> None:
     )
     option = "" if args.sharing == "auto" else f" --{args.sharing}"
     width = len(f"vae-sweep run{option} (time-sliced):") + 1  # the longest a label gets
-    theirs, ours = [], []
+    theirs, ours = [], []  # (wall seconds, epochs trained) per round
     for r in range(args.rounds):
         folder = os.path.join(storage, f"round-{r}")
         # Each side in turn goes first: a machine that warms up (or wears out) over the run
         # favours neither.
         for side in ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours"):
             if side == "ours":
-                way, wall, best = vae_sweep(args, folder)
-                ours.append(wall)
+                way, wall, best, epochs = vae_sweep(args, folder)
+                ours.append((wall, epochs))
                 label = f"vae-sweep run{option} ({way}):"
             else:
                 with ray_session(None, args.node_ip):
-                    wall, best = tutorial_sweep(args, folder)
-                theirs.append(wall)
+                    wall, best, epochs = tutorial_sweep(args, folder)
+                theirs.append((wall, epochs))
                 label = "hand-written Tune script:"
-            print(f"{label:<{width}}{wall:.1f} s, best val loss {best:.2f}", flush=True)
-        print(f"round {r + 1}: vae-sweep is {theirs[-1] / ours[-1]:.2f}x faster", flush=True)
+            print(
+                f"{label:<{width}}{wall:.1f} s, {epochs} epochs, best val loss {best:.2f}",
+                flush=True,
+            )
+        print(f"round {r + 1}: {comparison(theirs[-1:], ours[-1:])}", flush=True)
     if args.rounds > 1:
-        print(
-            f"medians of {args.rounds} rounds: hand-written {statistics.median(theirs):.1f} s, "
-            f"vae-sweep {statistics.median(ours):.1f} s; vae-sweep is "
-            f"{statistics.median(theirs) / statistics.median(ours):.2f}x faster"
-        )
+        print(f"medians of {args.rounds} rounds: {comparison(theirs, ours)}")
+
+
+def comparison(theirs: list[tuple[float, int]], ours: list[tuple[float, int]]) -> str:
+    """How much faster vae-sweep was, from the medians of (wall seconds, epochs) per round:
+    in wall time, and per epoch trained."""
+    wall_t, wall_o = (statistics.median(w for w, _ in side) for side in (theirs, ours))
+    per_t, per_o = (statistics.median(w / max(e, 1) for w, e in side) for side in (theirs, ours))
+    return (
+        f"hand-written {wall_t:.1f} s, vae-sweep {wall_o:.1f} s: vae-sweep is "
+        f"{wall_t / wall_o:.2f}x faster ({per_t:.2f} s and {per_o:.2f} s per epoch trained: "
+        f"{per_t / per_o:.2f}x)"
+    )
 
 
 if __name__ == "__main__":
