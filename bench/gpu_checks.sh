@@ -73,6 +73,8 @@ export -f sweep  # for the `bash -c` that `step` bounds in time
 export RUN
 step sweep 150 bash -c 'sweep default'
 step tutorial 330 python3 bench/tune_tutorial.py --data mnist --rounds 3
+# What bounds the 4x: the step's kernels by GPU time at batch 128, and Adam's fused kernel.
+step step-profile 60 python3 bench/step_profile.py --data mnist --optimizers foreach fused
 step sweep-time-sliced 130 bash -c 'sweep time-sliced --time-sliced --no-analyze'
 step sweep-streams 130 bash -c 'sweep streams --streams --no-analyze'
 step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
