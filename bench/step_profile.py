@@ -28,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from vae_core import ConvVAE, VaeSweepError, load_mnist
 from vae_core.device import configure_backends, resolve_device, resolve_precision
-from vae_core.step import make_step
+from vae_core.step import make_optimizer, make_step
 
 WARMUP_STEPS = 20  # after capture: CUDA loads kernels at first use, the allocator settles
 
@@ -38,9 +38,10 @@ def build_step(args, device: torch.device, data, precision: str, optimizer: str,
     kernels: "foreach" (vae_core's: capturable multi-tensor) or "fused"."""
     torch.manual_seed(0)
     model = ConvVAE(args.z_dim, args.fc_size).to(device, memory_format=torch.channels_last)
-    lr = torch.tensor(1e-3, device=device) if graph else 1e-3  # as vae_core.step.make_optimizer
-    fused = optimizer == "fused"
-    adam = torch.optim.Adam(model.parameters(), lr=lr, capturable=graph, fused=fused or None)
+    adam = make_optimizer(model, 1e-3, capturable=graph)
+    if optimizer == "fused":  # the same Adam (its rate a device tensor under a graph), fused
+        lr = adam.param_groups[0]["lr"]
+        adam = torch.optim.Adam(model.parameters(), lr=lr, capturable=graph, fused=True)
     noise = torch.Generator(device=device).manual_seed(0)
     return make_step(
         model, model, adam, noise, data.train_x, args.batch_size, precision, graph=graph
