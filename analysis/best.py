@@ -22,8 +22,8 @@ def trial_scores(results: SweepResults, metric: str = "val_loss") -> pd.Series:
     """Each trial's best (lowest) value of `metric`, indexed like `results.trials`.
 
     val_loss comes from trials.parquet's best_val_loss; any other validation column of
-    epochs.parquet (val_recon, val_kl; in sweeps since issue 9 also val_mean, val_median,
-    val_p99) is minimised over each trial's epochs.
+    epochs.parquet (val_recon, val_kl, and val_mean, val_median, val_p99 where the sweep
+    recorded them) is minimised over each trial's epochs.
 
     Raises:
         ConfigError: `metric` is not a validation column of epochs.parquet.

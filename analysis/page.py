@@ -17,6 +17,11 @@ from analysis.figures import STATUS_COLORS
 from results_folder.display import format_value
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+# The digit pictures fill their figure to its top edge, where plotly would draw its mode bar
+# over the first row of digits. They get none: their hovering is off, and zooming or panning a
+# grid of 28x28 digits shows nothing the page does not.
+PICTURE_CONFIG = {**PLOT_CONFIG, "displayModeBar": False}
+PICTURES = ("outliers", "reconstructions", "prior-samples")  # the image_grid figures
 SECTIONS = (
     "test-set",
     "outliers",
@@ -158,9 +163,8 @@ def _section(sid: str, heading: str, notes: dict[str, str], content: str) -> str
 def _figure(fig: go.Figure | None, sid: str) -> str:
     if fig is None:
         return '<p class="note"><em>Not available for this sweep (see above).</em></p>'
-    return fig.to_html(
-        full_html=False, include_plotlyjs=False, div_id=f"fig-{sid}", config=PLOT_CONFIG
-    )
+    config = PICTURE_CONFIG if sid in PICTURES else PLOT_CONFIG
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{sid}", config=config)
 
 
 def _card(key: str, value: str, sub: str) -> str:

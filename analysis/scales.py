@@ -9,7 +9,7 @@ from vae_core.evaluate import OUTLIER_IQRS
 
 # A value is off the scale of a plot when it lies more than OUTLIER_IQRS interquartile ranges
 # beyond the quartiles of the sound trials' values: the rule vae_core.evaluate applies to test
-# images, so one trial whose loss reached 1e31 no longer flattens every other curve.
+# images, so that one trial whose loss reaches 1e31 does not flatten every other curve.
 
 
 def robust_range(values, *, sound=None, iqrs: float = OUTLIER_IQRS) -> tuple[float, float] | None:

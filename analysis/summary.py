@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from results_folder.display import param_text
-from vae_core.evaluate import outlier_text as describe_outliers
+from vae_core.evaluate import outlier_text
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,13 @@ def summary_lines(summary: Mapping) -> list[str]:
     """best_trial.json (as analyze_results returns it) in a few lines, for the terminal."""
     s = AnalysisSummary.from_dict(summary)
     t = s.test
+    worst = [(o.index, o.loss) for o in t.outlier_images]
     return [
         f"best trial {s.trial_id} ({s.status}): {s.metric} {s.score:.2f} at "
         f"epoch {s.best_epoch}; {param_text(s.params)}",
         f"test ({t.images:,} images): negative ELBO {t.loss:.2f} nats (recon "
         f"{t.recon:.2f} + KL {t.kl:.2f}), median {t.median:.2f}, 99th percentile "
-        f"{t.p99:.2f}, {outlier_text(summary['test'])}",
+        f"{t.p99:.2f}, {outlier_text(t.outliers, t.outlier_fence, worst)}",
         f"IWAE NLL <= {t.iwae_nll:.2f} (k={t.iwae_k}, s.e. {t.iwae_nll_stderr:.2f}); "
         f"active units {t.active_units}/{t.z_dim}; kNN accuracy "
         f"{100 * t.knn_accuracy:.2f}% (k={t.knn_k}); t-SNE trustworthiness "
@@ -142,10 +143,3 @@ def summary_lines(summary: Mapping) -> list[str]:
         f"wrote {s.out} (report.html, tsne.html, tsne.parquet, best_trial.json) in "
         f"{s.seconds['total']:.0f} s ({s.cpu_seconds['total']:.0f} CPU s)",
     ]
-
-
-def outlier_text(test: Mapping, shown: int = 5) -> str:
-    """best_trial.json's outliers (its `test` object) in `vae-sweep train`'s words, fence
-    included."""
-    worst = [(o["index"], o["loss"]) for o in test["outlier_images"]]
-    return describe_outliers(test["outliers"], test["outlier_fence"], worst, shown=shown)

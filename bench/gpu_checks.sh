@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 10's GPU checks in one run, most wanted first, each bounded so that the later ones
+# The GPU checks in one run, most wanted first, each bounded so that the later ones
 # still run inside a time limit (a lent GPU machine gives 10 minutes a command; what does not
 # fit, the last steps, goes in a second call on the still-warm machine).
 #
@@ -43,19 +43,19 @@ step() {  # step NAME CAP_SECONDS COMMAND...: runs COMMAND for at most CAP (and 
   echo "=== $name: exit $? after $((SECONDS - start)) s"
 }
 
-# Since the H100 run of 2026-11-26 (BENCHMARKS.md), `vae-sweep run` shares a GPU under NVIDIA
-# MPS where it can, else on CUDA streams (sweeps/sharing.py). First the GPU tests (that choice
-# included), then the default sweep under it, the 4x comparison as `vae-sweep run` runs, and
-# the other two ways for comparison. Each sweep gets a name of its own, so that a second call
-# on the same warm machine does not meet the first's results folder.
+# `vae-sweep run` shares a GPU under NVIDIA MPS where it can, else its trials take turns on it
+# (sweeps/sharing.py). First the GPU tests (that choice included), then the default sweep under
+# it, the comparison with the hand-written Tune script as `vae-sweep run` runs, and the trials
+# taking turns for comparison. Each sweep gets a name of its own, so that a second call on the
+# same warm machine does not meet the first's results folder.
 if ! command -v nvidia-cuda-mps-control >/dev/null; then
-  echo "=== no nvidia-cuda-mps-control on this machine: the default shares on CUDA streams"
-  MPS_BENCH_MODES="off streams"
+  echo "=== no nvidia-cuda-mps-control on this machine: the default takes turns on the GPU"
+  MPS_BENCH_MODES="off"
 fi
 RUN=$(date +%H%M%S)
 step gpu-tests 300 python3 -m pytest tests/gpu -q -p no:cacheprovider
-# The default sweep, then where its time went: the split of a worker's start (began importing
-# vae-sweep, had it imported, first trial, first epoch), and how busy the GPU itself was
+# The default sweep, then where its time went: the share of slot time inside epochs, each
+# trial's seconds outside them (from Ray's result.json), and how busy the GPU itself was
 # (nvidia-smi's utilization samples during the tuning).
 sweep() {  # sweep NAME [OPTIONS...]
   local name=$1 gpu rc smi
@@ -73,21 +73,13 @@ export -f sweep  # for the `bash -c` that `step` bounds in time
 export RUN
 step sweep 150 bash -c 'sweep default'
 step tutorial 330 python3 bench/tune_tutorial.py --data mnist --rounds 3
-# What bounds the 4x: the step's kernels by GPU time at batch 128, and Adam's fused kernel.
+# What bounds the speed-up: the step's kernels by GPU time at batch 128, and Adam's fused kernel.
 step step-profile 60 python3 bench/step_profile.py --data mnist --optimizers foreach fused
 step sweep-time-sliced 130 bash -c 'sweep time-sliced --time-sliced --no-analyze'
-step sweep-streams 130 bash -c 'sweep streams --streams --no-analyze'
-step tutorial-streams 200 python3 bench/tune_tutorial.py --data mnist --streams
 # Which share of the GPU per trial is fastest, shared as `vae-sweep run` shares it.
 step packing 150 python3 bench/packing.py --data mnist --shares 0.25 0.125
-# Four trainings at once: time-sliced processes, one process training all 4 in threads on CUDA
-# streams of their own, and the processes under MPS.
-step mps 130 python3 bench/mps.py --data mnist --modes ${MPS_BENCH_MODES:-off streams on}
-# --streams' per-epoch hand-over of a checkpoint from the Trainer, on this machine's CPU.
-step handover 40 python3 bench/handover.py
-# --streams: the first run's wait outside its first epoch on a Trainer that warmed up, and cold.
-step trainer-warmup 70 python3 bench/trainer_warmup.py --device cuda --data mnist --rounds 2 \
-  --head-start 6
+# Four trainings at once: processes that take turns on the GPU, and the same under MPS.
+step mps 130 python3 bench/mps.py --data mnist --modes ${MPS_BENCH_MODES:-off on}
 # Each import in a fresh process, and whether its bytecode is cached.
 step imports 45 python3 bench/import_times.py
 # vae_core's own time outside epochs, trial after trial in one process, with new model sizes.

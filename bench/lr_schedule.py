@@ -1,5 +1,6 @@
 """Constant learning rate against cosine annealing: the validation loss each reaches after the
-same epochs, on the same configurations, seed and data (issue 10's "trade speed for quality").
+same epochs, on the same configurations, seed and data: whether a shorter, annealed training
+loses quality, which decides whether a sweep can trade epochs for speed.
 
 Each configuration trains twice with `vae_core.train`, once per schedule; the printed
 difference is cosine minus constant (negative: cosine is better). The quality does not depend
@@ -19,7 +20,7 @@ import torch
 
 from vae_core import TrainConfig, load_mnist, train
 
-# (z_dim, fc_size, lr): the post's, and the best trial of the issue's GPU sweep.
+# (z_dim, fc_size, lr): the post's, and the best trial of a default GPU sweep.
 CONFIGS = [(10, 400, 1e-3), (12, 751, 1.6e-3)]
 
 

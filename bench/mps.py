@@ -1,25 +1,21 @@
-"""Several trials on one GPU: time-sliced, under NVIDIA MPS, or in one process on CUDA streams.
+"""Several trials on one GPU: processes that take turns on it, or the same under NVIDIA MPS.
 
 Four trials that share a GPU (`--gpus-per-trial 0.25`) are four processes, and CUDA runs one
 process's kernels at a time, switching between them: together they train no faster than one
 alone (~87,000 img/s at batch 128 on an H200, BENCHMARKS.md), while each step's small kernels
-leave most of the GPU's 132 multiprocessors idle. Two ways to run several trials' kernels at
-the same time, measured here against the time-sliced processes (mode "off"):
-- "on": the same processes under NVIDIA's Multi-Process Service, with the daemon that
-  `vae-sweep run --mps` starts (sweeps/mps.py: a private pipe folder, so only these processes
-  use it; stopped after each round);
-- "streams": one process trains all the models, each with vae_core's train() in a thread of
-  its own on a CUDA stream of its own (what issue 10 calls several models trained in one
-  process; one CUDA context, so the GPU need not switch between processes).
-Modes alternate for `--rounds`; it prints the training images per second of all the models
-together, and each mode's ratio to the time-sliced one.
+leave most of the GPU's 132 multiprocessors idle. Under NVIDIA's Multi-Process Service (mode
+"on", with the daemon that `vae-sweep run --mps` starts: sweeps/mps.py, a private pipe folder,
+so only these processes use it; stopped after each round) their kernels run at the same time.
+This measures that against the time-sliced processes (mode "off"), a process per model, as a
+sweep's trials run. Modes alternate for `--rounds`; it prints the training images per second of
+all the models together, and MPS's ratio to the time-sliced processes.
 
 Each process loads the data, creates its CUDA context and then waits, so that all start
 training together; the time runs from that start until the last model has finished.
 
     python bench/mps.py --data mnist                          # 4 models x 3 epochs, full MNIST
     python bench/mps.py --device cpu --data mnist-5k --train-limit 512 --epochs 1 \
-        --modes off streams --models 2                       # the plumbing, on a CPU
+        --modes off --models 2                               # the plumbing, on a CPU
 """
 
 from __future__ import annotations
@@ -32,16 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 from sweeps.mps import mps_env, running_daemon
 from vae_core.errors import VaeSweepError
 
 SIZES = ("28:900", "12:751", "56:719", "4:399")  # z_dim:fc_size, from the default sweep's trials
-# The modes, in the order they run (MPS last: a machine without it still measures the others),
+# The modes, in the order they run (MPS last: a machine without it still measures the other),
 # and how the table calls them.
-MODES = {"off": "time-sliced", "streams": "streams", "on": "MPS"}
+MODES = {"off": "time-sliced", "on": "MPS"}
 
 
 class RoundFailed(RuntimeError):
@@ -49,11 +45,10 @@ class RoundFailed(RuntimeError):
 
 
 def one_process(args) -> None:
-    """A child: set up, say so, wait for the go, train its models (more than one: each in a
-    thread on a CUDA stream of its own); print what it trained and when it finished."""
+    """A child: set up, say so, wait for the go, train its model (as a Ray trial trains: one
+    model, in the process's main thread); print what it trained and when it finished."""
     import torch
 
-    from sweeps.trainer import Streams
     from vae_core import TrainConfig, load_mnist, train
     from vae_core.device import resolve_device
 
@@ -61,53 +56,41 @@ def one_process(args) -> None:
     data = load_mnist(args.data, args.data_root).limit_train(args.train_limit or None).to(device)
     torch.zeros(1, device=device)  # the CUDA context (an MPS client's, under MPS)
     if device.type == "cuda":
-        torch.cuda.synchronize()  # the data is in place before other streams read it
-    configs = [
-        TrainConfig(
-            z_dim=int(size.split(":")[0]),
-            fc_size=int(size.split(":")[1]),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            device=device.type,
-            threads=1,  # a sweep's trial gets 1 CPU
-        )
-        for size in args.child_sizes
-    ]
-
-    streams = Streams()  # as the Trainer of `vae-sweep run --streams` hands them out
-
-    def on_own_stream(config):
-        with streams.own(device):
-            return train(config, data=data)
+        torch.cuda.synchronize()  # the data is in place before the clock starts
+    z_dim, fc_size = (int(n) for n in args.child_size.split(":"))
+    config = TrainConfig(
+        z_dim=z_dim,
+        fc_size=fc_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=device.type,
+        threads=1,  # a sweep's trial gets 1 CPU
+    )
 
     Path(args.child_dir, f"ready-{os.getpid()}").touch()
     go = Path(args.child_dir, "go")
     while not go.exists():
         time.sleep(0.01)
-    if len(configs) == 1:  # as a Ray trial trains: one model, on the default stream
-        results = [train(configs[0], data=data)]
-    else:
-        with ThreadPoolExecutor(len(configs)) as pool:
-            results = list(pool.map(on_own_stream, configs))
+    result = train(config, data=data)
     finished = time.time()
-    images = sum(len(data.train_x) * len(r.history) for r in results)
-    print(json.dumps({"images": images, "finished": finished, "precision": results[0].precision}))
+    images = len(data.train_x) * len(result.history)
+    print(json.dumps({"images": images, "finished": finished, "precision": result.precision}))
 
 
-def one_round(args, env: dict, groups: list[list[str]]) -> dict:
-    """A process per group of model sizes, all at once; the images per second of all their
-    models together, from the go to the last end."""
+def one_round(args, env: dict) -> dict:
+    """A process per model, all at once; the images per second of all the models together,
+    from the go to the last end."""
     with tempfile.TemporaryDirectory(prefix="vae-sweep-mps-") as folder:
         children = [
             subprocess.Popen(
                 [sys.executable, __file__, *sys.argv[1:], "--child-dir", folder]
-                + ["--child-sizes", *sizes],
+                + ["--child-size", size],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for sizes in groups
+            for size in args.sizes
         ]
         try:
             setup_ends = time.time() + args.round_timeout
@@ -143,7 +126,7 @@ def one_round(args, env: dict, groups: list[list[str]]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda", help="cpu: only checks that off and streams run")
+    p.add_argument("--device", default="cuda", help="cpu: only checks that off runs")
     p.add_argument("--data", default="auto")
     p.add_argument("--data-root", default=None)
     p.add_argument("--train-limit", type=int, default=0, help="0: all training images")
@@ -157,7 +140,7 @@ def main() -> None:
     )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="see above")
     p.add_argument("--child-dir", help=argparse.SUPPRESS)
-    p.add_argument("--child-sizes", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--child-size", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_dir:
         one_process(args)
@@ -174,11 +157,10 @@ def main() -> None:
     runs, failed = {mode: [] for mode in args.modes}, {}
     for _ in range(args.rounds):
         for mode in [m for m in args.modes if m not in failed]:
-            # "streams": every model in one process; otherwise a process per model.
-            groups = [args.sizes] if mode == "streams" else [[size] for size in args.sizes]
             try:
-                with mps_env(mode == "on") as env:  # `vae-sweep run --mps`'s own daemon
-                    runs[mode].append(one_round(args, {**os.environ, **env}, groups))
+                # "on": a daemon of `vae-sweep run --mps`'s own.
+                with mps_env() if mode == "on" else nullcontext({}) as env:
+                    runs[mode].append(one_round(args, {**os.environ, **env}))
                 # As it comes, so that a later mode that hangs past a time limit loses nothing.
                 print(f"{MODES[mode]}: {runs[mode][-1]['images_per_s']:,.0f} img/s", flush=True)
             except (VaeSweepError, RoundFailed) as err:  # e.g. no MPS here: the rest still count

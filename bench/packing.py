@@ -13,7 +13,6 @@ validation loss. The fastest share is printed against sweeps.config.GPU_SHARE's,
     python bench/packing.py                                    # 8 trials x 2 epochs, full MNIST
     python bench/packing.py --shares 1 0.5 0.25 0.125 --trials 16 --train-limit 27500
     python bench/packing.py --shares 0.25 0.125   # shared as `vae-sweep run` shares a GPU
-    python bench/packing.py --streams --shares 0.5 0.25 0.125   # as `vae-sweep run --streams`
     python bench/packing.py --time-sliced   # the trials that share a GPU take turns on it
 """
 
@@ -76,8 +75,8 @@ def main() -> None:
     p.add_argument("--node-ip", default=LOCAL_NODE_IP)
     add_sharing_options(p)
     args = p.parse_args()
-    if args.sharing in ("mps", "streams") and max(args.shares) >= 1:
-        p.error(f"--{args.sharing} is for trials that share a GPU: every share must be below 1")
+    if args.sharing == "mps" and max(args.shares) >= 1:
+        p.error("--mps is for trials that share a GPU: every share must be below 1")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     space = load_space(args.space)

@@ -1,8 +1,8 @@
 """Where a training step's time goes: its kernels by GPU time, and Adam's fused kernel against
 the multi-tensor Adam that vae_core uses.
 
-Issue 10's 4x comparison is bounded by the GPU's own speed at batch 128: four trials sharing it
-under MPS trained ~93,500 images/s together, what one graph-captured trial reaches alone
+A sweep's speed on one GPU is bounded by the GPU's own speed at batch 128: four trials sharing
+it under MPS trained ~93,500 images/s together, what one graph-captured trial reaches alone
 (BENCHMARKS.md). So the step's kernels are what is left to make faster. This builds the step
 as vae_core.train does (vae_core.step.make_step: one CUDA graph on a GPU, with Adam(capturable)),
 times it in the steady state, then records `--steps` steps with torch.profiler and prints the

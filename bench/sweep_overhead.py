@@ -1,10 +1,24 @@
 """Share of a sweep's wall time spent training versus Ray and Optuna overhead.
 
-Runs a real sweep (Ray Tune + Optuna + ASHA, the quick space by default) and compares the
-time trials spent inside vae_core.train's epochs (epochs.parquet's epoch_seconds, training
-and validation) with the slot-seconds the sweep had: wall time x trials that fit at once.
-What is left is overhead: Ray's start, trial (actor) start-up, reporting and checkpointing,
-Optuna's suggestions, and slots idle while the last trials finish.
+Runs a real sweep (Ray Tune + Optuna + ASHA, the quick space by default), or reads a finished
+one, and compares the time its trials spent inside vae_core.train's epochs with the
+slot-seconds the sweep had: tuning wall time x trials that fit at once. What is left is
+overhead: Ray's start, trial (actor) start-up, reporting and checkpointing, Optuna's
+suggestions, and slots idle while the last trials finish.
+
+It measures from outside the trials only, from two sources:
+- each trial's result.json, as Ray Tune writes it: `epoch_seconds` (the training's own time
+  of an epoch, training and validation), and Ray's own fields. In a function trainable (Ray
+  2.60's Trainable.train) `time_this_iter_s` runs from Tune's call for the trial's next
+  result until its `tune.report` handed that result over: the trial's work up to the report
+  (the first call: the trial's set-up too; then vae_core's work between epochs, the
+  checkpoint's write and Ray's copy of it), not the wait between a report and Tune's next call
+  (the result's way to Tune's controller, ASHA's and Optuna's turn, the call's way back), nor
+  the worker's start before the first call. `time_total_s` is their sum; `timestamp` is when
+  the report was made, in whole Unix seconds (so times read from it are +-0.5 s).
+- wall clocks this bench holds around calls (time.perf_counter): Ray's start, the Tuner's
+  fit, the whole run. With --folder, the tuning's time is sweep.json's started_at to
+  finished_at instead (set-up before the Tuner's fit and the study's upload after it added).
 
     python bench/sweep_overhead.py                         # 16 trials of the quick space
     python bench/sweep_overhead.py --trials 16 --data mnist-5k --node-ip 127.0.0.9
@@ -24,16 +38,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import statistics
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+from ray import tune
 
 from search_spaces import load_space
 from sweeps import run_sweep
@@ -42,9 +59,9 @@ from sweeps.local_ray import ray_session
 from sweeps.sharing import gpu_sharing
 from vae_sweep.run import add_sharing_options
 
-
-def seconds_between(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+# Ray's `timestamp` is the report's time truncated to the second: a report made at `timestamp`
+# was made at `timestamp + HALF_SECOND`, give or take half a second.
+HALF_SECOND = 0.5
 
 
 def main() -> None:
@@ -65,9 +82,10 @@ def main() -> None:
     if args.gpu_log and not args.gpu_log.is_file():
         parser.error(f"--gpu-log {args.gpu_log}: no such file")
     if args.folder:
-        print(report(args.folder))
+        sweep = FinishedSweep.read(args.folder)
+        print(report(args.folder, sweep))
         if args.gpu_log:
-            print(gpu_busy(args.gpu_log, FinishedSweep.read(args.folder)))
+            print(gpu_busy(args.gpu_log, sweep))
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the sweep's progress
 
@@ -84,19 +102,115 @@ def main() -> None:
     )
     t0 = time.perf_counter()
     # As `vae-sweep run` starts its Ray: under an MPS daemon where the trials share a GPU.
-    with gpu_sharing(config) as (_, env), ray_session(None, args.node_ip, worker_env=env):
+    with (
+        gpu_sharing(config) as (_, env),
+        ray_session(None, args.node_ip, worker_env=env),
+        timed_fit() as fit,
+    ):
         t1 = time.perf_counter()
         run_sweep(config)
     wall = time.perf_counter() - t0
     folder = Path(storage) / "overhead"
-    sweep = FinishedSweep.read(folder)
+    sweep = FinishedSweep.read(folder, fit)
     print(report(folder, sweep))
+    if sweep is None:
+        return
     print(
         f"Ray start (and the MPS daemon's, if any) {t1 - t0:.1f} s, "
-        f"data and set-up {wall - (t1 - t0) - sweep.fit:.1f} s, "
-        f"tuning {sweep.fit:.1f} s, total {wall:.1f} s"
+        f"data and set-up before the Tuner's fit {fit.started_perf - t1:.1f} s, "
+        f"Tuner.fit {fit.seconds:.1f} s (sweep.json's started_at to finished_at "
+        f"{sweep.recorded_seconds:.1f} s), after it (the tables, Ray's shutdown) "
+        f"{t0 + wall - fit.started_perf - fit.seconds:.1f} s, total {wall:.1f} s"
     )
     print(f"training share of the whole wall time: {sweep.training / (sweep.slots * wall):.1%}")
+
+
+@dataclass
+class FitTime:
+    """When the Tuner's fit began (Unix time, and on this process's perf_counter) and how long
+    it took."""
+
+    started: float = 0.0
+    started_perf: float = 0.0
+    seconds: float | None = None
+
+
+@contextmanager
+def timed_fit() -> Iterator[FitTime]:
+    """Every tune.Tuner.fit in the block, timed (the last one's time is kept): the sweep's
+    tuning, as this process sees it, without reading anything the sweep records."""
+    fit, spent = tune.Tuner.fit, FitTime()
+
+    def timed(self, *args, **kwargs):
+        spent.started, spent.started_perf = time.time(), time.perf_counter()
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            spent.seconds = time.perf_counter() - spent.started_perf
+
+    tune.Tuner.fit = timed
+    try:
+        yield spent
+    finally:
+        tune.Tuner.fit = fit
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a trial on a worker (a restored trial starts another): its result.json rows."""
+
+    trial: str  # the trial's folder
+    rows: list[dict]
+
+    @property
+    def worker(self) -> tuple:
+        # A process id is unique on its node; node_id is the trial's own report of its node.
+        first = self.rows[0]
+        return first.get("node_id") or first.get("node_ip"), first["pid"]
+
+    @property
+    def called(self) -> float:
+        """When Tune first called it for a result (Unix seconds, +-0.5 s)."""
+        first = self.rows[0]
+        return first["timestamp"] + HALF_SECOND - first["time_this_iter_s"]
+
+    @property
+    def in_calls(self) -> float:
+        """Seconds inside Ray's calls for its results: its last row's time_since_restore
+        (time_total_s, the same for a trial's first run, adds the runs before a restore)."""
+        return float(sum(r["time_this_iter_s"] for r in self.rows))
+
+    @property
+    def in_epochs(self) -> float:
+        return float(sum(r["epoch_seconds"] for r in self.rows))
+
+    @property
+    def first_outside(self) -> float:
+        """Its first call's seconds outside the epoch: the trial's set-up in its worker, the
+        first checkpoint and report."""
+        return self.rows[0]["time_this_iter_s"] - self.rows[0]["epoch_seconds"]
+
+    @property
+    def between(self) -> list[float]:
+        """Each later call's seconds outside its epoch: vae_core's work between two epochs,
+        the checkpoint's write and Ray's copy of it."""
+        return [r["time_this_iter_s"] - r["epoch_seconds"] for r in self.rows[1:]]
+
+
+def trial_runs(folder: Path) -> list[Run]:
+    """Every trial's runs, from its result.json, in the order Tune first called them."""
+    runs = []
+    for path in sorted(folder.glob("*/result.json")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "epoch_seconds" in r]  # an epoch's report each
+        start = 0
+        for i, row in enumerate(rows):  # a restored trial's count starts again at 1
+            if i > start and row.get("iterations_since_restore") == 1:
+                runs.append(Run(path.parent.name, rows[start:i]))
+                start = i
+        if rows:
+            runs.append(Run(path.parent.name, rows[start:]))
+    return sorted(runs, key=lambda run: (run.called, run.rows[0]["trial_id"]))
 
 
 @dataclass(frozen=True)
@@ -104,121 +218,72 @@ class FinishedSweep:
     """What a finished sweep's folder says of its time."""
 
     record: dict  # sweep.json
-    epochs: pd.DataFrame  # epochs.parquet
+    runs: list[Run]  # from the trials' result.json
     slots: int  # trials at once
-    started: float  # Unix time of sweep.json's started_at
-    fit: float  # tuning seconds, sweep.json's started_at to finished_at
-    training: float  # seconds inside epochs, all trials together
+    started: float  # Unix time the tuning began
+    fit: float  # tuning seconds: Tuner.fit's where this bench timed it, else sweep.json's
+    timed: bool  # whether `fit` is Tuner.fit's, as this bench timed it
+    recorded_seconds: float  # sweep.json's started_at to finished_at
 
     @classmethod
-    def read(cls, folder: Path) -> FinishedSweep | None:
+    def read(cls, folder: Path, fit: FitTime | None = None) -> FinishedSweep | None:
         """None for a sweep that did not finish (no finished_at in sweep.json)."""
         record = json.loads((folder / "sweep.json").read_text())
         if record["finished_at"] is None:
             return None
-        epochs = pd.read_parquet(folder / "epochs.parquet")
+        started = datetime.fromisoformat(record["started_at"]).timestamp()
+        recorded = datetime.fromisoformat(record["finished_at"]).timestamp() - started
+        timed = fit is not None and fit.seconds is not None
         return cls(
             record,
-            epochs,
+            trial_runs(folder),
             slots=record["search"]["max_concurrent"],
-            started=datetime.fromisoformat(record["started_at"]).timestamp(),
-            fit=seconds_between(record["started_at"], record["finished_at"]),
-            training=float(epochs["epoch_seconds"].sum()),
+            started=fit.started if timed else started,
+            fit=fit.seconds if timed else recorded,
+            timed=timed,
+            recorded_seconds=recorded,
         )
 
+    @property
+    def training(self) -> float:
+        """Seconds inside epochs, all trials together."""
+        return sum(run.in_epochs for run in self.runs)
 
-def covered_seconds(folder: Path) -> float | None:
-    """Seconds in which at least one trial was inside an epoch (from the trials' result.json:
-    each epoch ran for epoch_seconds up to epoch_ended_at); None for sweeps without them.
+    @property
+    def in_calls(self) -> float:
+        """Seconds inside Ray's calls for results, all trials together."""
+        return sum(run.in_calls for run in self.runs)
 
-    On one shared GPU this is the time the GPU had training work: trials that share it by time
-    slicing add no throughput, so a lone trial's epochs keep it about as busy as four's."""
-    spans = []
-    for path in folder.glob("*/result.json"):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            if "epoch_ended_at" not in row:
-                return None
-            spans.append((row["epoch_ended_at"] - row["epoch_seconds"], row["epoch_ended_at"]))
-    covered, reach = 0.0, -math.inf
-    for start, end in sorted(spans):
-        covered += max(0.0, end - max(start, reach))
-        reach = max(reach, end)
-    return covered
+    @property
+    def epochs(self) -> int:
+        return sum(len(run.rows) for run in self.runs)
 
 
-def trial_runs(folder: Path) -> list[list[dict]]:
-    """Each trial's result.json rows, one list per run of it (a restored trial starts a new
-    run), in the order the runs started; runs without trial_started_at are left out."""
-    runs: dict[tuple[str, float], list[dict]] = {}
-    for path in folder.glob("*/result.json"):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            if "trial_started_at" in row:
-                runs.setdefault((path.parent.name, row["trial_started_at"]), []).append(row)
-    return [runs[key] for key in sorted(runs, key=lambda key: key[1])]
-
-
-def time_outside_epochs(folder: Path, sweep: FinishedSweep) -> str | None:
-    """Where the time outside epochs went, from the trials' result.json (medians, seconds);
-    None for sweeps whose trials did not record it."""
-    runs = trial_runs(folder)
-    if not runs:
-        return None
-    started = sweep.started
-    first, later, gaps, last_on = [], [], [], {}  # last_on: a worker's last report so far
-    # Each worker's start: when it began importing vae-sweep's code (Ray Tune already imported,
-    # torch not yet) and had it imported, its first trial's start and that trial's first epoch.
-    workers_start = []
-    for rows in runs:
-        worker = (rows[0]["node_id"], rows[0]["pid"])  # a process id is unique on its node
-        (later if worker in last_on else first).append(rows[0]["outside_epochs_seconds"])
-        if worker not in last_on and "import_started_at" in rows[0]:
-            epoch = rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
-            marks = (
-                rows[0]["import_started_at"],
-                rows[0]["code_imported_at"],
-                rows[0]["trial_started_at"],
-                epoch,
-            )
-            workers_start.append([mark - started for mark in marks])
-        if worker in last_on:
-            gaps.append(rows[0]["trial_started_at"] - last_on[worker])
-        last_on[worker] = rows[-1]["epoch_ended_at"]
-    steps = [(a, b) for rows in runs for a, b in zip(rows, rows[1:], strict=False)]
-    between = [b["outside_epochs_seconds"] - a["outside_epochs_seconds"] for a, b in steps]
-    writes = [a.get("checkpoint_seconds", 0.0) for a, _ in steps]
-    reports = [b["report_seconds"] for _, b in steps]
-    rows = [r for run in runs for r in run]
-    first_epoch = min(r["epoch_ended_at"] - r["epoch_seconds"] for r in rows)
-    last_epoch = max(r["epoch_ended_at"] for r in rows)
-    finished = started + sweep.fit  # FinishedSweep.fit: started_at to finished_at
-    start_lines = []
-    if workers_start:
-        began, imported, trial, epoch = (
-            median(marks) for marks in zip(*workers_start, strict=True)
+def trial_table(sweep: FinishedSweep) -> pd.DataFrame:
+    """A row per run of a trial, in the order Tune first called them: its worker, the how-many-th
+    run on that worker it was, and its seconds in Ray's calls, in epochs and outside them."""
+    workers: dict[tuple, int] = {}  # worker -> its number, in the order they were first called
+    runs_on: Counter[tuple] = Counter()  # worker -> runs on it so far
+    rows = []
+    for run in sweep.runs:
+        worker = workers.setdefault(run.worker, len(workers) + 1)
+        runs_on[run.worker] += 1
+        between = run.between
+        rows.append(
+            {
+                "trial": run.rows[0]["trial_id"],
+                "worker": worker,
+                "nth": runs_on[run.worker],
+                "epochs": len(run.rows),
+                "called_at_s": run.called - sweep.started,
+                "in_calls_s": run.in_calls,
+                "in_epochs_s": run.in_epochs,
+                "outside_s": run.in_calls - run.in_epochs,
+                "first_call_outside_s": run.first_outside,
+                "between_epochs_s": statistics.median(between) if between else float("nan"),
+            }
         )
-        start_lines.append(
-            f"  a worker's start, after the tuning's: its process began importing vae-sweep "
-            f"(Ray Tune imported by then) at {began}, had it imported (torch, vae_core) at "
-            f"{imported}, started its first trial at {trial}, and that trial's first epoch at "
-            f"{epoch} ({len(workers_start)} workers)"
-        )
-    return "\n".join(
-        [
-            "time outside epochs (medians, seconds):",
-            f"  a worker's first trial, to its first report less the epoch: {median(first)} "
-            f"({len(first)} workers)",
-            f"  a later trial on a reused worker, the same: {median(later)} ({len(later)})",
-            f"  between two epochs of a trial: {median(between)}, of which writing the "
-            f"checkpoint {median(writes)} and tune.report {median(reports)}",
-            "  from a worker's last report of one trial to its next trial's start (the last "
-            f"checkpoint, tune.report, Ray's hand-over): {median(gaps)} ({len(gaps)})",
-            f"  from the tuning's start to the first epoch's: {first_epoch - started:.2f}; "
-            f"from the last epoch's end to the tuning's end: {finished - last_epoch:.2f}",
-            *start_lines,
-        ]
-    )
+    return pd.DataFrame(rows)
 
 
 def median(values) -> str:
@@ -226,18 +291,62 @@ def median(values) -> str:
     return f"{statistics.median(values):.3f}" if values else "-"
 
 
-def training_share(folder: Path, sweep: FinishedSweep | None = None) -> str:
-    """What a finished sweep's slots spent inside epochs, of its tuning time."""
-    sweep = sweep or FinishedSweep.read(folder)
-    if sweep is None:
-        return f"{folder}: the sweep did not finish (no finished_at in sweep.json)"
-    record, covered = sweep.record, covered_seconds(folder)
+def training_share(sweep: FinishedSweep) -> str:
+    """What a finished sweep's slots spent inside epochs and inside Ray's calls, of its tuning
+    time."""
+    record, slot_seconds = sweep.record, sweep.slots * sweep.fit
+    tuning = "Tuner.fit" if sweep.timed else "sweep.json's started_at to finished_at"
     return (
-        f"{record['samples']} trials, {len(sweep.epochs)} epochs, "
-        f"{sweep.slots} at a time, {record['data']['sizes']['train']} training images, "
-        f"{os.cpu_count()} CPUs: tuning {sweep.fit:.1f} s; training share of the tuning time "
-        f"{sweep.training / (sweep.slots * sweep.fit):.1%} of slot time"
-        + ("" if covered is None else f", {covered / sweep.fit:.1%} with some trial in an epoch")
+        f"{record['samples']} trials, {sweep.epochs} epochs, {sweep.slots} at a time, "
+        f"{record['data']['sizes']['train']} training images, {os.cpu_count()} CPUs: tuning "
+        f"{sweep.fit:.1f} s ({tuning}); training share of the tuning time "
+        f"{sweep.training / slot_seconds:.1%} of slot time; inside Ray's calls for results "
+        f"{sweep.in_calls / slot_seconds:.1%}"
+    )
+
+
+def time_outside_epochs(sweep: FinishedSweep) -> str:
+    """Where the time outside epochs went (the table, then medians in seconds)."""
+    table = trial_table(sweep)
+    first = table[table["nth"] == 1]
+    later = table[table["nth"] > 1]
+    between = [s for run in sweep.runs for s in run.between]
+    reported = [
+        r["timestamp"] + HALF_SECOND - sweep.started for run in sweep.runs for r in run.rows
+    ]
+    # The first report's epoch began its epoch_seconds and the checkpoint's write before the
+    # report; the write is left in (tens of milliseconds, against the half second of Ray's
+    # timestamp).
+    first_epoch = min(
+        r["timestamp"] + HALF_SECOND - r["epoch_seconds"] - sweep.started
+        for run in sweep.runs
+        for r in run.rows
+    )
+    slot_seconds = sweep.slots * sweep.fit
+    return "\n".join(
+        [
+            "per run of a trial (seconds; called_at: Tune's first call for its results, from "
+            "the tuning's start, +-0.5 s):",
+            table.to_string(index=False, float_format=lambda x: f"{x:.3f}"),
+            "time outside epochs (medians, seconds):",
+            f"  a worker's first trial, its first call less the epoch (set-up, first "
+            f"checkpoint and report): {median(first['first_call_outside_s'])} "
+            f"({len(first)} workers)",
+            f"  a later trial on a reused worker, the same: "
+            f"{median(later['first_call_outside_s'])} ({len(later)})",
+            f"  a trial in all, in Ray's calls less its epochs: {median(table['outside_s'])} "
+            f"({len(table)})",
+            f"  between two epochs of a trial, in Ray's call less the epoch (the checkpoint's "
+            f"write and Ray's copy of it, tune.report): {median(between)} ({len(between)})",
+            f"  slot time outside Ray's calls (workers starting, each report's way to Tune's "
+            f"controller and back, ASHA and Optuna, idle slots): "
+            f"{slot_seconds - sweep.in_calls:.1f} s of {slot_seconds:.1f} "
+            f"({1 - sweep.in_calls / slot_seconds:.1%})",
+            f"  from the tuning's start to the first epoch's: {first_epoch:.1f}; to the first "
+            f"call for a result: {min(run.called for run in sweep.runs) - sweep.started:.1f}; "
+            f"from the last report to the tuning's end: {sweep.fit - max(reported):.1f} "
+            f"(+-0.5: Ray's timestamps are whole seconds)",
+        ]
     )
 
 
@@ -267,14 +376,13 @@ def gpu_busy(log: Path, sweep: FinishedSweep | None) -> str:
     )
 
 
-def report(folder: Path, sweep: FinishedSweep | None = None) -> str:
-    """A finished sweep's training share and, where its trials recorded them, where the time
-    outside epochs went."""
-    sweep = sweep or FinishedSweep.read(folder)
+def report(folder: Path, sweep: FinishedSweep | None) -> str:
+    """A finished sweep's training share and where the time outside epochs went."""
     if sweep is None:
-        return training_share(folder)
-    outside = time_outside_epochs(folder, sweep)
-    return training_share(folder, sweep) + ("" if outside is None else "\n" + outside)
+        return f"{folder}: the sweep did not finish (no finished_at in sweep.json)"
+    if not sweep.runs:
+        return f"{folder}: no trial reported a result (no result.json rows)"
+    return training_share(sweep) + "\n" + time_outside_epochs(sweep)
 
 
 if __name__ == "__main__":

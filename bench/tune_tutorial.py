@@ -6,8 +6,8 @@ each trial loads the data itself into a DataLoader, trains the post's model in f
 every epoch; OptunaSearch + ASHA (grace 1, reduction 2). vae-sweep runs the same number of
 trials and epochs with the same ASHA settings and the same GPU share, each side in a local Ray
 of its own (vae-sweep's started as `vae-sweep run` starts it: with no option, its trials share
-the GPU under NVIDIA MPS where it runs, else on CUDA streams; `--mps`, `--streams` or
-`--time-sliced` choose, as they do for `vae-sweep run`); the wall times (the script's
+the GPU under NVIDIA MPS where it runs, else take turns on it; `--mps` or `--time-sliced`
+choose, as they do for `vae-sweep run`); the wall times (the script's
 Tuner.fit; vae-sweep's whole run_sweep, its data loading included) and the best validation
 losses (nats per image, the same 5,000 validation images) are printed with their ratio, and the
 epochs each side trained (ASHA stops each side's trials on its own results, so the counts may
@@ -17,7 +17,6 @@ side runs N times, taking turns at going first, and the medians are compared.
     python bench/tune_tutorial.py --data-root ../shared/mnist          # 16 trials x 4 epochs
     python bench/tune_tutorial.py --data mnist                         # as `vae-sweep run`
     python bench/tune_tutorial.py --data mnist --rounds 3              # medians of 3 each
-    python bench/tune_tutorial.py --data mnist --streams               # one process per GPU
     python bench/tune_tutorial.py --data mnist --time-sliced           # processes take turns
     python bench/tune_tutorial.py --gpus-per-trial 0 --trials 2 --epochs 1 --train-limit 500
 """

@@ -1,4 +1,4 @@
-"""Validation explosions before and after the fix of issue 9, on the issue's eleven configs.
+"""Validation explosions: the post's model and evaluation against vae_core's, on eleven configs.
 
 Each (z_dim, fc_size, lr) and seed is trained twice with vae_core.train, the same seeds and
 batches: once with the post's unbounded log-variance head, once with today's bounded one. At
@@ -6,7 +6,7 @@ every epoch the model is evaluated both ways: with BatchNorm's running statistic
 left them (the old evaluation) and after re-estimating them (vae_core.evaluate's
 recalibrate_batchnorm, today's). That gives four variants from two trainings:
 
-    post      unbounded head, running statistics     (what main did before the fix)
+    post      unbounded head, running statistics     (the post's model and evaluation)
     recal     unbounded head, re-estimated statistics
     bound     bounded head,   running statistics
     both-mean bounded head,   re-estimated statistics
@@ -16,8 +16,9 @@ All but the last read the plain mean over the validation images.
 
 A run is "bad" when it is marked diverged, or ends with a validation loss above 1,000 (or not
 finite), although its training loss never diverged. Under "post" a non-finite validation loss
-marked the run diverged and stopped it, as main did; the other variants use today's rule
-(training loss only, vae_core.train.training_diverged). Counts are printed per variant.
+marks the run diverged and stops it (a rule on the validation loss); the other variants use
+vae_core's rule (training loss only, vae_core.train.training_diverged). Counts are printed per
+variant.
 
     python bench/validation_outliers.py --data-root ../shared/mnist                # CPU, fp32
     python bench/validation_outliers.py --data-root ../shared/mnist --precision bf16
@@ -42,8 +43,8 @@ from vae_core import ConvVAE, TrainConfig, load_mnist
 from vae_core.device import cpu_capability, resolve_device, resolve_precision
 from vae_core.evaluate import evaluate, recalibrate_batchnorm
 
-# The issue's eleven configurations: the default GPU sweep's high-lr and diverged ones, and two
-# moderate ones (the sweep's best and the post's neighbourhood).
+# Eleven configurations whose validation loss can explode: a default GPU sweep's high-lr and
+# diverged ones, and two moderate ones (the sweep's best and the post's neighbourhood).
 CONFIGS = [
     (2, 83, 4.626e-3),
     (11, 685, 2.689e-3),
@@ -147,7 +148,7 @@ def main() -> None:
         nargs=3,
         type=float,
         metavar=("Z_DIM", "FC_SIZE", "LR"),
-        help="run this configuration instead of the issue's eleven",
+        help="run this configuration instead of the eleven above",
     )
     parser.add_argument("--curves", action="store_true", help="print every epoch's losses")
     parser.add_argument("--json", default=None, help="also write every run's numbers here")

@@ -25,8 +25,12 @@ from search_spaces.space import (
     Param,
     SearchSpace,
 )
-from vae_core.config import CHOICES
+from vae_core.config import BATCH_SIZE_RULE, CHOICES, MIN_BATCH_SIZE
 from vae_core.errors import ConfigError, one_line
+
+# Settings whose floor lies above 1, with TrainConfig's rule: a space reaching below it would
+# load and then fail every trial that drew such a value.
+FLOORS = {"batch_size": (MIN_BATCH_SIZE, BATCH_SIZE_RULE)}
 
 
 def shipped_spaces() -> list[str]:
@@ -38,8 +42,9 @@ def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
     """Load and validate a search space: a shipped name ("quick") or a YAML file's path.
 
     Raises:
-        ConfigError: the file is missing, not YAML, or has unknown keys, bad types, or empty,
-            inverted or non-positive log ranges; the message names the file and every key.
+        ConfigError: the file is missing, not YAML, or has unknown keys, bad types, empty,
+            inverted or non-positive log ranges, or values below a setting's floor (a batch of
+            one); the message names the file and every key.
     """
     path = _find(str(path_or_name))
     try:
@@ -167,7 +172,7 @@ def _param(name: str, spec: Any, problems: list[str]) -> Param | None:
             problems.append(f"{key}.values: must be a non-empty list, but got {values!r}")
             return None
         for i, v in enumerate(values):
-            _check_value(v, value_type, f"{key}.values[{i}]", problems)
+            _check_value(name, v, value_type, f"{key}.values[{i}]", problems)
         if len(problems) == n and len(set(values)) < len(values):
             problems.append(f"{key}.values: lists a value twice: {values}")
         if len(problems) > n:
@@ -197,6 +202,8 @@ def _param(name: str, spec: Any, problems: list[str]) -> Param | None:
         problems.append(f"{key}: a log range needs low > 0, but got low {low}")
     elif low <= 0 or not (math.isfinite(low) and math.isfinite(high)):
         problems.append(f"{key}: {name} must be positive and finite, but got {low}..{high}")
+    else:
+        _check_floor(name, low, f"{key}.low", problems)
     if len(problems) > n:
         return None
     if kind == "float":
@@ -224,7 +231,7 @@ def _fixed(raw: Any, params: tuple[Param, ...], problems: list[str]) -> dict:
             if not isinstance(value, bool):
                 problems.append(f"{key}: must be true or false, but got {value!r}")
         elif not (name == "train_limit" and value is None):
-            _check_value(value, kind, key, problems)
+            _check_value(name, value, kind, key, problems)
         values[name] = value
     for name in searched:
         values.pop(name, None)
@@ -244,11 +251,21 @@ def _is_type(value: Any, kind: str, key: str, problems: list[str]) -> bool:
     return ok
 
 
-def _check_value(value: Any, kind: str, key: str, problems: list[str]) -> None:
-    """Check a setting's type, and that it is positive and finite."""
-    if _is_type(value, kind, key, problems) and not (math.isfinite(value) and value > 0):
+def _check_value(name: str, value: Any, kind: str, key: str, problems: list[str]) -> None:
+    """Check a setting's type, that it is positive and finite, and that it reaches its floor."""
+    if not _is_type(value, kind, key, problems):
+        return
+    if not (math.isfinite(value) and value > 0):
         noun = "integer" if kind == "int" else "finite number"
         problems.append(f"{key}: must be a positive {noun}, but got {value}")
+        return
+    _check_floor(name, value, key, problems)
+
+
+def _check_floor(name: str, value: Any, key: str, problems: list[str]) -> None:
+    """Check a positive value against its setting's floor in FLOORS, if it has one."""
+    if name in FLOORS and value < FLOORS[name][0]:
+        problems.append(f"{key}: {name} must be {FLOORS[name][1]}, but got {value}")
 
 
 def _positive_int(value: Any, key: str, problems: list[str]) -> Any:

@@ -7,19 +7,11 @@ stops the poor ones early, and the results folder (results_folder) records them.
 Read driver.py first: run_sweep as a list of steps. Then tuner.py (the Tuner), trial.py (one
 trial), worker_data.py (the data a worker holds), optuna_study.py and searcher.py (Optuna),
 results.py (the tables), progress.py (the log), resources.py (preflight), local_ray.py (where
-Ray runs), mps.py (`--mps`: the local Ray's NVIDIA MPS daemon), trainer.py (`--streams`: one
-process per GPU trains its trials), sharing.py (which of the two a sweep gets), bytecode.py
+Ray runs), sharing.py (how trials share a GPU) with mps.py (its NVIDIA MPS daemon), bytecode.py
 (what its workers compile), record.py (sweep.json).
 """
 
-import time
-
-# When this process began importing vae-sweep's code. In a trial's worker that is once Ray has
-# unpickled the trainable's Ray Tune class and before torch: with sweeps.trial's
-# CODE_IMPORTED_AT, bench/sweep_overhead.py splits a worker's start between the two.
-IMPORT_STARTED_AT = time.time()
-
-from sweeps.config import SweepConfig  # noqa: E402 (after the time it stamps)
+from sweeps.config import SweepConfig
 
 __all__ = ["SweepConfig", "SweepOutcome", "run_sweep"]
 

@@ -1,11 +1,8 @@
 """Whether the packages every trial's worker imports have compiled bytecode on this machine.
 
-Python caches each module's bytecode in `__pycache__` the first time it imports it, and pip
-compiles it at install time. An image built with `pip install --no-compile` (or PIP_NO_COMPILE)
-that also sets PYTHONDONTWRITEBYTECODE=1 has none and never writes it: then every process,
-each of Ray's workers included, compiles torch and Ray Tune from source again. On an H200
-machine set up that way each worker's imports took ~5 s longer, and with cuDNN autotuning the
-first epoch of a default sweep came 19-21 s after its start instead of 6 s (BENCHMARKS.md).
+An image built with `pip install --no-compile` that also sets PYTHONDONTWRITEBYTECODE=1 has
+none and never writes it: then each of Ray's workers compiles torch and Ray Tune from source as
+it starts, ~5 s per worker on an H200 machine (BENCHMARKS.md).
 """
 
 from __future__ import annotations

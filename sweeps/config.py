@@ -20,14 +20,10 @@ SHARED_STORAGE_ENV = "VAE_SWEEP_SHARED_STORAGE"  # "1": --shared-storage (for `r
 DEFAULT_STORAGE = "results"  # under the current directory, made absolute when the sweep starts
 # 4 trials a GPU: the fastest end to end of 0.5, 0.25 and 0.125 with graph-captured steps on an
 # H200 (bench/packing.py: 1.14x over 0.5); sharing hides each trial's start-up. On an H100,
-# 0.125 tied it under MPS (1.00x) and gained 1.05x with streams (BENCHMARKS.md): not enough to
-# halve what each trial gets, and to give TPE half as many finished trials to learn from.
+# 0.125 tied it under MPS (1.00x, BENCHMARKS.md): not worth halving what each trial gets.
 GPU_SHARE = 0.25
-# PyTorch's pool of CUDA streams per GPU (c10/cuda/CUDAStream.cpp): with --streams, a run
-# trains on one of them that no other live run holds (sweeps.trainer.Streams).
-POOL_STREAMS = 32
-# How the trials that share a GPU share it (sweeps/sharing.py): "auto" picks MPS, else streams.
-SHARING = ("auto", "mps", "streams", "time-sliced")
+# How the trials that share a GPU share it (sweeps/sharing.py): "auto" is MPS where it runs.
+SHARING = ("auto", "mps", "time-sliced")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -54,9 +50,8 @@ class SweepConfig:
     command: tuple[str, ...] = ()  # the command line, recorded in sweep.json
     tensorboard: bool = False  # also write Ray's TensorBoard event files into each trial folder
     # How the trials that share a GPU share it (sweeps/sharing.py): "mps", clients of an NVIDIA
-    # MPS daemon of the local Ray's own (sweeps/mps.py); "streams", trained in one process per
-    # GPU, each on a CUDA stream of its own (sweeps/trainer.py); "time-sliced", processes that
-    # take turns; "auto", MPS where it runs, else streams, on a local sweep's shared GPU.
+    # MPS daemon (sweeps/mps.py); "time-sliced", processes that take turns; "auto", MPS where
+    # it runs on a local sweep's shared GPU. A cluster's nodes share theirs as set up to.
     sharing: str = "auto"
 
     def __post_init__(self) -> None:
@@ -124,20 +119,17 @@ def _problems(c: SweepConfig) -> list[str]:
         out.extend(_node_ip_problems(c.node_ip))
     if c.sharing not in SHARING:
         out.append(f"the GPU sharing must be one of {', '.join(SHARING)}, but got {c.sharing!r}")
-    elif c.sharing in ("mps", "streams"):
+    elif c.sharing != "auto":
         flag = f"--{c.sharing}"
         if c.address is not None:
-            hint = "; on a cluster, run MPS on each GPU node" if c.sharing == "mps" else ""
-            out.append(f"{flag} is for a local sweep{hint}")
-        if gpus is not None and not 0 < gpus < 1:
+            out.append(
+                f"{flag} is for a local sweep: a cluster's GPU nodes share their GPU as they "
+                f"are set up to (cluster.yaml starts MPS on its GPU workers; docs/cluster.md)"
+            )
+        if c.sharing == "mps" and gpus is not None and not 0 < gpus < 1:
             out.append(
                 f"{flag} is for trials that share a GPU (--gpus-per-trial below 1), not {gpus!r}"
             )
-    if c.sharing == "streams" and gpus is not None and 0 < gpus < 1 / POOL_STREAMS:
-        out.append(
-            f"--streams trains at most {POOL_STREAMS} trials at once on a GPU (PyTorch's CUDA "
-            f"streams per GPU): --gpus-per-trial must be at least 1/{POOL_STREAMS}, not {gpus!r}"
-        )
     return out
 
 

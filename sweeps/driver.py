@@ -21,8 +21,7 @@ from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
 from sweeps.sharing import gpu_sharing, shares_a_gpu
-from sweeps.trainer import Trainers, trainers
-from sweeps.tuner import build_tuner, fixed_config, scheduler_settings
+from sweeps.tuner import build_tuner, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
 from vae_core.errors import ConfigError
 
@@ -76,11 +75,13 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         record = _started(record, config, data, slots, cluster)
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
-        gpus, fixed = int(cluster.get("GPU", 0)), fixed_config(config, data)
-        with trainers(config.sharing == "streams", data, gpus, fixed) as streams:
-            _fit(config, data, results_dir, slots, streams)
+        shared = _fit(config, data, results_dir, slots)
         # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
         ended_at = now()
+    record["resources"]["sharing_by_node"] = {
+        **record["resources"].get("sharing_by_node", {}),
+        **shared,
+    }
     return _finish(config, results_dir, record, ended_at)
 
 
@@ -120,7 +121,7 @@ def _resolve_on(cluster: dict, config: SweepConfig, sharing: str) -> SweepConfig
             "for trials on GPU workers that the autoscaler adds"
         )
     config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
-    if config.sharing == "auto" and not shares_a_gpu(config):
+    if sharing == "mps" and not shares_a_gpu(config):
         sharing = "time-sliced"  # Ray found no GPU for trials to share after all
     config = replace(config, sharing=sharing)
     check_storage_is_shared(config)
@@ -176,22 +177,32 @@ def trial_resources(cpus: float, gpus: float) -> str:
 
 
 def _fit(
-    config: SweepConfig,
-    data: MnistSplits,
-    results_dir: str,
-    slots: int | None,
-    trainers: Trainers | None,
-) -> None:
-    """Run the Tuner; the study's database reaches the results folder even if it fails."""
+    config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None
+) -> dict[str, str]:
+    """Run the Tuner, and return how each node's GPU was shared, as its trials reported it
+    (node IP -> "mps", "time-sliced" or both, comma-separated); the study's database reaches
+    the results folder even if the Tuner fails."""
     db = OptunaDb(results_dir)
     log.info("watch it: %s", watch_command(db.url))
     if config.tensorboard:
         log.info("watch it: tensorboard --logdir %s", results_dir)
-    tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url, trainers=trainers)
+    tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url)
     try:
-        tuner.fit()
+        grid = tuner.fit()
     finally:
         db.upload()
+    return sharing_by_node(result.metrics or {} for result in grid)
+
+
+def sharing_by_node(last_results) -> dict[str, str]:
+    """Node IP -> how the trials that ran there shared its GPU ("mps", "time-sliced", or both,
+    comma-separated), from the trials' last results; nodes whose trials ran on CPUs are left
+    out."""
+    seen: dict[str, set[str]] = {}
+    for metrics in last_results:
+        if metrics.get("gpu_sharing") and metrics.get("node_ip"):
+            seen.setdefault(metrics["node_ip"], set()).add(metrics["gpu_sharing"])
+    return {node: ", ".join(sorted(ways)) for node, ways in sorted(seen.items())}
 
 
 def _finish(config: SweepConfig, results_dir: str, record: dict, ended_at: str) -> SweepOutcome:

@@ -1,27 +1,10 @@
 """Where a sweep runs: a local Ray started in this process on a loopback address, or a cluster.
 
-A local Ray runs, by preference, on 127.0.0.1 in Ray's single-machine mode: there Ray keeps
-the node address 127.0.0.1, and every server it starts (GCS, raylet and object manager, the
-workers, the dashboard and runtime-env agents) listens on 127.0.0.1 only; measured with Ray
-2.60 and checked by tests/sweeps/test_local_ray.py. Outside that mode Ray rewrites 127.0.0.1
-to the machine's outward address (`resolve_ip_for_localhost` in ray/_private/services.py)
-and talks over the network.
-
-Single-machine mode is Ray's own default on macOS and Windows (no firewall prompts there);
-`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` turns it on elsewhere. Ray reads that variable once,
-when it is first imported (ENABLE_RAY_CLUSTER in ray/_private/ray_constants.py), so
-`vae-sweep run` calls single_machine_mode() before it imports Ray, and only for a local sweep:
-a driver in that mode could not find its own node on a cluster.
-
-Any other 127.x address (`--node-ip 127.0.0.2`, what the tests use to run several Rays side
-by side) is kept by Ray as given, so connections stay on loopback, but Ray 2.60 binds its
-servers on every interface for such an address (only a localhost node address makes them bind
-127.0.0.1). On macOS such an address exists only after `sudo ifconfig lo0 alias 127.0.0.2`;
-where it cannot be bound the local Ray falls back to 127.0.0.1 (choose_node_ip).
-
-Either way Ray turns token authentication on for a cluster that `ray.init` starts (it writes
-~/.ray/auth_token if there is none, or uses RAY_AUTH_TOKEN): a client without the token is
-refused.
+A local Ray runs on 127.0.0.1 in Ray's single-machine mode, where every server it starts
+listens on 127.0.0.1 only; outside it Ray rewrites 127.0.0.1 to the machine's outward address.
+Ray reads the mode's variable when it is first imported, so `vae-sweep run` calls
+single_machine_mode() before it imports Ray. Another 127.x address is kept as given, but Ray
+then listens on every interface. What listens where, as tested: docs/cluster.md, "A local Ray".
 """
 
 from __future__ import annotations
@@ -113,7 +96,10 @@ def ray_session(
             off): `node_ip`, or the fallback choose_node_ip picks; "auto" or HOST:PORT joins
             a running cluster.
         node_ip: the local Ray's preferred loopback address (see the module docstring).
-        worker_env: environment variables for the local Ray's workers only (see environment).
+        worker_env: environment variables for the local Ray's workers only, not this
+            process (a driver that became an MPS client would keep the sweep's MPS daemon
+            from stopping: it waits for its clients). They go in the job's runtime
+            environment, where a later sweep in the same Ray finds them.
 
     A Ray this process already joined (a test session's, a notebook's) is used as it is and
     left running.
@@ -135,10 +121,12 @@ def ray_session(
         if address is None:
             ip = choose_node_ip(node_ip, localhost_ok=localhost_kept())
             log.info("starting a local Ray on %s", ip)
-            with environment(worker_env or {}):
-                ray.init(
-                    _node_ip_address=ip, include_dashboard=False, logging_level=logging.WARNING
-                )
+            ray.init(
+                _node_ip_address=ip,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                runtime_env={"env_vars": worker_env} if worker_env else None,
+            )
         else:
             log.info("connecting to the Ray cluster at %s", address)
             ray.init(address=address, logging_level=logging.WARNING)
@@ -149,24 +137,3 @@ def ray_session(
         yield ray.cluster_resources()
     finally:
         ray.shutdown()
-
-
-@contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    """`variables` set in this process's environment inside the block, as they were after.
-
-    ray.init starts the local Ray's raylet with a copy of this environment, and the raylet
-    starts every worker with a copy of its own: so the workers get `variables`, and this
-    process keeps none of them (a driver that became an MPS client would keep the sweep's MPS
-    daemon from stopping: it waits for its clients).
-    """
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

@@ -1,25 +1,15 @@
 """NVIDIA MPS for a local sweep: the trials that share a GPU run their kernels at the same time.
 
-Trials that share a GPU (`--gpus-per-trial 0.25`) are separate processes, and CUDA runs one
-process's kernels at a time, switching between them: four graph-captured trials trained no
-faster together than one alone on an H200 (~87,000 img/s at batch 128, BENCHMARKS.md), while
-each step's small kernels leave most of the GPU's multiprocessors idle. NVIDIA's Multi-Process
-Service runs the kernels of its client processes at once.
-
-The daemon started here is the sweep's own: its pipe and log folders are a temporary folder,
-and only processes whose environment names that folder are its clients. The local Ray's
-workers get that environment (sweeps.local_ray starts Ray with it); the driver, which analyses
-the sweep on the same GPU afterwards, and any other program on the machine do not.
-
-Where a daemon already runs for this process (a system-wide one at /tmp/nvidia-mps, or the one
-CUDA_MPS_PIPE_DIRECTORY names), CUDA makes every process here its client, the trials included:
-the sweep uses that one, and leaves it running, instead of starting a second that would compete
-with it for the GPU.
+The daemon started here is the sweep's own, in a folder of its own under OWN_ROOT whose
+environment only the local Ray's workers get; a daemon already serving this machine is used
+and left running instead; and daemons that killed sweeps left behind are stopped
+(stop_left_behind). Why, and what it gains: docs/design.md, "How trials share a GPU".
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -42,6 +32,14 @@ CONTROL = "nvidia-cuda-mps-control"  # ships with NVIDIA's driver
 PIPE_ENV = "CUDA_MPS_PIPE_DIRECTORY"  # where a client finds its daemon
 DEFAULT_PIPE = "/tmp/nvidia-mps"  # where CUDA looks without PIPE_ENV
 LOG_ENV = "CUDA_MPS_LOG_DIRECTORY"
+# Where the daemons the sweeps start live, one folder each: short (a pipe is a Unix socket,
+# whose path may not exceed 107 bytes) and per user (another user's sweeps are not ours).
+OWN_ROOT = Path(tempfile.gettempdir()) / f"vae-sweep-mps-{os.getuid()}"
+LOCK_FILE = "lock"  # held by the sweep that made the folder, for as long as it runs
+ON = (
+    "NVIDIA MPS is on: the trials that share a GPU run their kernels at the same time "
+    "(--time-sliced turns it off)"
+)
 COMMAND_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0  # the daemon stops its server, then itself, after `quit`
 CLIENT_TIMEOUT_S = 60.0  # for the first client: the daemon starts its server for it
@@ -89,18 +87,6 @@ class MpsDaemon:
         )
         return done.stdout
 
-    def servers(self) -> list[int]:
-        """PIDs of its MPS servers: one starts when the first client connects."""
-        return [int(w) for w in self.command("get_server_list").split() if w.isdigit()]
-
-    def clients(self, server: int) -> list[int]:
-        """PIDs of the processes connected to `server`."""
-        return [int(w) for w in self.command(f"get_client_list {server}").split() if w.isdigit()]
-
-    def check_a_client(self, timeout: float = CLIENT_TIMEOUT_S) -> None:
-        """A process given `env` gets a CUDA context through the daemon (check_a_client)."""
-        check_a_client(self.env, timeout)
-
 
 def check_a_client(env: dict[str, str], timeout: float = CLIENT_TIMEOUT_S) -> None:
     """A process given `env` on top of ours gets a CUDA context, through the MPS daemon that
@@ -134,34 +120,55 @@ def mps_daemon() -> Iterator[MpsDaemon]:
     Raises:
         DeviceError: no nvidia-cuda-mps-control, or the daemon did not start.
     """
-    control = shutil.which(CONTROL)
-    if control is None:
-        raise DeviceError(f"--mps needs NVIDIA's {CONTROL} on the PATH (it comes with the driver)")
-    # A short folder: the daemon's pipes are Unix sockets, whose paths may not exceed 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="vae-mps-", ignore_cleanup_errors=True) as folder:
-        pipe, logs = Path(folder, "pipe"), Path(folder, "log")
-        pipe.mkdir()
-        logs.mkdir()
-        daemon = MpsDaemon(control, {PIPE_ENV: str(pipe), LOG_ENV: str(logs)})
-        _start(daemon, logs)
+    control = _control()
+    OWN_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=OWN_ROOT))
+    # Locked while this process runs, whatever ends it: the kernel lets go of a killed
+    # process's locks, which is how the next sweep tells a daemon left behind (stop_left_behind).
+    with (folder / LOCK_FILE).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield daemon
+            daemon = _daemon_in(folder, control)
+            _start(daemon, folder / "log")
+            try:
+                yield daemon
+            finally:
+                _stop(daemon, folder / "pipe")
         finally:
-            _stop(daemon, pipe)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_left_behind() -> int:
+    """Stop the daemons of our own that sweeps whose driver was killed left running (a sweep
+    stops its own as it ends), each with one line saying so; returns how many there were.
+    Their folders go too. A daemon whose sweep still runs is left alone."""
+    control = shutil.which(CONTROL)
+    stopped = 0
+    for folder in sorted(OWN_ROOT.glob("*-*")) if OWN_ROOT.is_dir() else ():
+        if _in_use(folder):
+            continue
+        pipe = folder / "pipe"
+        if control is not None and _listens(pipe / "control"):
+            _stop(_daemon_in(folder, control), pipe)
+            stopped += 1
+            log.warning(
+                "NVIDIA MPS: stopped the daemon at %s that a sweep (process %s) left running "
+                "when it was killed",
+                pipe,
+                folder.name.split("-", 1)[0],
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+    return stopped
 
 
 @contextmanager
-def mps_env(on: bool) -> Iterator[dict[str, str]]:
+def mps_env() -> Iterator[dict[str, str]]:
     """The environment that makes a process a client of an MPS daemon started for the block;
-    empty where one already runs (running_daemon: every process here is its client), and
-    with no daemon when `on` is false.
+    empty where one already runs (running_daemon: every process here is its client).
 
     Raises:
         DeviceError: no CUDA GPU, mps_daemon's, or a CUDA process cannot use the daemon.
     """
-    if not on:
-        yield {}
-        return
     import torch
 
     if not torch.cuda.is_available():
@@ -169,19 +176,12 @@ def mps_env(on: bool) -> Iterator[dict[str, str]]:
     running = running_daemon()
     if running is not None:
         check_a_client({})  # this process's environment reaches it
-        log.info(
-            "NVIDIA MPS: the trials that share a GPU run their kernels at the same time, as "
-            "clients of the daemon already running at %s (left running)",
-            running,
-        )
+        log.info("%s, as clients of the daemon already running at %s (left running)", ON, running)
         yield {}
         return
     with mps_daemon() as daemon:
-        daemon.check_a_client()
-        log.info(
-            "NVIDIA MPS: the trials that share a GPU run their kernels at the same time "
-            "(a daemon of the sweep's own, stopped at its end)"
-        )
+        check_a_client(daemon.env)
+        log.info("%s, as clients of a daemon of the sweep's own (stopped at its end)", ON)
         yield daemon.env
 
 
@@ -243,3 +243,29 @@ def _stop(daemon: MpsDaemon, pipe: Path) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while _listens(pipe / "control") and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def _control() -> str:
+    control = shutil.which(CONTROL)
+    if control is None:
+        raise DeviceError(f"--mps needs NVIDIA's {CONTROL} on the PATH (it comes with the driver)")
+    return control
+
+
+def _daemon_in(folder: Path, control: str) -> MpsDaemon:
+    pipe, logs = folder / "pipe", folder / "log"
+    pipe.mkdir(exist_ok=True)
+    logs.mkdir(exist_ok=True)
+    return MpsDaemon(control, {PIPE_ENV: str(pipe), LOG_ENV: str(logs)})
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether a running process holds `folder`'s lock (mps_daemon takes it for its life)."""
+    try:
+        with (folder / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # no lock file: a folder a killed sweep left before it took the lock
+    return False

@@ -17,9 +17,8 @@ from vae_core.data import MnistSplits
 
 
 def now() -> str:
-    # Milliseconds: the tuning's length (started_at to finished_at) and when each trial's
-    # epochs ran (Unix times in result.json) are read against these, down to fractions of a
-    # second (bench/sweep_overhead.py); whole seconds skewed them by up to a second.
+    # Milliseconds: a short sweep's tuning (started_at to finished_at) is read to fractions
+    # of a second (bench/sweep_overhead.py).
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
@@ -43,7 +42,11 @@ def sweep_record(
         "resources": {
             "cpus_per_trial": config.cpus_per_trial,
             "gpus_per_trial": config.gpus_per_trial,
-            "sharing": config.sharing,  # how the trials that share a GPU shared it
+            # How the trials that share a GPU share it: "mps", "time-sliced", or "node" (a
+            # cluster's nodes, as set up); sharing_by_node, filled in as the sweep ends, says
+            # what the trials on each node found.
+            "sharing": config.sharing,
+            "sharing_by_node": {},
             "cluster": cluster,
             "address": config.address,
         },

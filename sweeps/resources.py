@@ -16,20 +16,9 @@ def max_concurrent(config: SweepConfig, cluster: dict) -> int | None:
     """The most trials at once: the ConcurrencyLimiter around Optuna, or None for none.
 
     A local Ray's resources are fixed, so the limit is what they hold (or --max-concurrent,
-    if lower): Optuna then never samples a trial that would only wait.
-
-    A cluster grows and shrinks (cluster.yaml's head has no CPU and no GPU; the autoscaler
-    adds GPU workers while trials wait), so no limit is derived from what it has at the
-    start. Without --max-concurrent the searcher is not wrapped at all: Ray Tune then keeps
-    one trial PENDING until some node has its resources (TUNE_MAX_PENDING_TRIALS_PG "auto"
-    is 1 for a searcher that is not a ConcurrencyLimiter, ray/tune/execution/
-    tune_controller.py), starts it the moment a node joins or a trial ends, and asks Optuna
-    for the next: the trials running follow the nodes there are. constant_liar keeps those
-    running trials from being sampled twice. With --max-concurrent N, Tune keeps up to N
-    trials pending, so the autoscaler sees all their demand at once and starts every worker
-    they need together instead of one by one. (Ray 2.60 has no public API that reads the
-    autoscaler's node types and max_workers; the GCS copy of them that Ray Train reads
-    privately is not filled in by `ray up`'s autoscaler, so --max-concurrent says it.)
+    if lower). A cluster grows and shrinks, so nothing it has at the start limits it: without
+    --max-concurrent Tune starts each trial as a node with room appears (docs/cluster.md,
+    "A cluster: resources and concurrency", says why and what --max-concurrent adds).
     """
     if config.address is not None:
         return config.max_concurrent

@@ -1,17 +1,11 @@
 """Optuna's view of the sweep: which trials count as finished, stopped early, or failed.
 
-Ray 2.60's OptunaSearch.on_trial_complete tells Optuna every trial's *last* reported value as
-COMPLETE. Under ASHA that value is a lower-budget loss (1 epoch vs 20), which TPE would rank
-with the full-budget ones, and a diverged trial's NaN makes `study.tell` raise, which Ray
-logs and ignores, so the trial stays RUNNING in the study forever. Here instead:
-
-- ran the whole budget: COMPLETE with its best validation loss (what the analysis ranks by);
-- stopped by ASHA: PRUNED. Its per-epoch losses are already the trial's intermediate values
-  (OptunaSearch.on_trial_result reports them), and TPE ranks pruned trials below complete
-  ones, deeper-pruned first: exactly what ASHA's decision means;
-- diverged: COMPLETE with DIVERGED_VALUE, a finite worst value, so TPE learns to avoid that
-  region (a FAIL would be ignored by TPE and the region sampled again);
-- crashed (after Ray's retries): FAIL, which TPE ignores: a crash says nothing about the loss.
+Ray's OptunaSearch tells Optuna every trial's last reported value as COMPLETE: under ASHA a
+lower-budget loss that TPE would rank with full-budget ones, and a diverged trial's NaN makes
+`study.tell` raise. Here instead: the whole budget is COMPLETE with its best validation loss;
+stopped by ASHA is PRUNED (TPE ranks it below complete ones, deeper first); diverged is
+COMPLETE with COIN_FLIP_NATS, a finite worst value; crashed is FAIL. Why each: docs/design.md,
+"Optuna and ASHA: what the searcher is told".
 """
 
 from __future__ import annotations
@@ -25,13 +19,9 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.results import trial_status
+from vae_core.train import COIN_FLIP_NATS
 
 log = logging.getLogger(__name__)
-
-# 784 * ln 2 nats: the loss of predicting every pixel as a coin flip. Any model that learnt
-# anything beats it, so it ranks a diverged trial last without dwarfing the other values
-# (which fANOVA's importance would suffer from with, say, 1e10).
-DIVERGED_VALUE = 784 * math.log(2)
 
 
 def optuna_outcome(
@@ -49,12 +39,12 @@ def optuna_outcome(
         max_epochs=max_epochs,
     )
     if status == "diverged":
-        return TrialState.COMPLETE, DIVERGED_VALUE, status
+        return TrialState.COMPLETE, COIN_FLIP_NATS, status
     if status == "early_stopped":
         return TrialState.PRUNED, None, status
     best = result.get("best_val_loss", result.get("val_loss"))
     if best is None or not math.isfinite(best):
-        return TrialState.COMPLETE, DIVERGED_VALUE, status
+        return TrialState.COMPLETE, COIN_FLIP_NATS, status
     return TrialState.COMPLETE, float(best), status
 
 

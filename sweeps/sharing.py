@@ -1,18 +1,9 @@
-"""How the trials that share a GPU share it: NVIDIA MPS, CUDA streams, or taking turns.
+"""How the trials that share a GPU share it: NVIDIA MPS (sweeps/mps.py), or taking turns.
 
-CUDA runs one process's kernels at a time, so trials that share a GPU as separate processes
-take turns on it ("time-sliced"), while each graph-captured step of a small model leaves most
-of the GPU idle. Two ways run their kernels at the same time: the processes as clients of an
-MPS daemon of the sweep's own (sweeps/mps.py), or one process per GPU training them all, each
-on a CUDA stream of its own (sweeps/trainer.py). On an H100 (BENCHMARKS.md), against
-time-sliced: four trainings at once 1.87x with MPS, 1.84x with streams; the hand-written Tune
-script's 16 trials x 4 epochs 4.51x faster under MPS, 3.50x with streams.
-
-So `auto`, the default, runs a local sweep's GPU-sharing trials under MPS (a daemon that
-already runs here, or one of the sweep's own) and, where MPS cannot run (no control program, a
-daemon that does not start or cannot serve a client, a Ray this process joined without one),
-on streams. Nothing shares a GPU on CPUs, with whole GPUs per trial, or on a cluster (where
-MPS is the nodes' business): there `auto` is time-sliced.
+`auto`, the default, runs a local sweep's GPU-sharing trials under MPS and takes turns, saying
+why in one line, where MPS cannot run. On a cluster each node shares its GPU as it is set up
+("node"), and the trials report what they found (sweep.json's sharing_by_node). Why and what
+it gains: docs/design.md, "How trials share a GPU".
 """
 
 from __future__ import annotations
@@ -21,41 +12,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from sweeps.config import POOL_STREAMS, SweepConfig
-from sweeps.mps import mps_env, running_daemon
+from sweeps.config import SweepConfig
+from sweeps.mps import PIPE_ENV, mps_env, running_daemon, stop_left_behind
 from vae_core.errors import DeviceError
 
 log = logging.getLogger(__name__)
-
-# What each way says when `auto` falls back to it.
-INSTEAD = {
-    "streams": "train on CUDA streams in one process per GPU instead (as with --streams)",
-    "time-sliced": "take turns on it instead (as with --time-sliced)",
-}
-
-# True inside a gpu_sharing block that started an MPS daemon for the local Ray: a sweep run
-# in the Ray started there (a benchmark runs several in one) is under that daemon already.
-_ray_under_mps = False
-
-
-def candidates(config: SweepConfig, *, cuda: bool, ray_joined: bool) -> tuple[str, ...]:
-    """The ways to try, best first: the one asked for, or `auto`'s order.
-
-    Args:
-        cuda: a CUDA GPU is visible to this process (then the local Ray has it too).
-        ray_joined: this process has joined a Ray already, whose workers an MPS daemon started
-            now would not reach (one that already runs here, they reach).
-    """
-    if config.sharing != "auto":
-        return (config.sharing,)
-    if not cuda or not shares_a_gpu(config):
-        return ("time-sliced",)
-    ways = ["mps", "streams", "time-sliced"]
-    if ray_joined and not (_ray_under_mps or running_daemon()):
-        ways.remove("mps")
-    if config.gpus_per_trial is not None and config.gpus_per_trial < 1 / POOL_STREAMS:
-        ways.remove("streams")
-    return tuple(ways)
 
 
 def shares_a_gpu(config: SweepConfig) -> bool:
@@ -67,56 +28,63 @@ def shares_a_gpu(config: SweepConfig) -> bool:
 
 @contextmanager
 def gpu_sharing(config: SweepConfig) -> Iterator[tuple[str, dict[str, str]]]:
-    """The way the trials share a GPU, and the environment the local Ray's workers need for
-    it (an MPS daemon's, running for the block), for a sweep started in the block.
+    """The way the trials share a GPU ("mps", "time-sliced", or "node" on a cluster), and the
+    environment the local Ray's workers need for it (an MPS daemon's, running for the block),
+    for a sweep started in the block.
 
     Raises:
-        DeviceError: the way asked for cannot run here (`auto` falls back instead).
+        DeviceError: the way asked for cannot run here (`auto` takes turns instead).
     """
     import ray
     import torch
 
-    global _ray_under_mps
+    if config.address is not None:
+        yield "node", {}
+        return
+    stop_left_behind()
     cuda = torch.cuda.is_available()
-    ways = candidates(config, cuda=cuda, ray_joined=ray.is_initialized())
-    sliced = config.sharing == "time-sliced" and cuda and shares_a_gpu(config)
-    if sliced and (running := running_daemon()):
-        raise DeviceError(
-            f"--time-sliced: an NVIDIA MPS daemon runs at {running}, and every CUDA process "
-            f"here is its client; stop it (echo quit | nvidia-cuda-mps-control) to take turns"
-        )
-    if ways[0] == "mps" and _ray_under_mps and ray.is_initialized():
-        yield "mps", {}  # this process's Ray was started under a daemon of ours
+    if config.sharing == "mps" and not cuda:
+        raise DeviceError("--mps needs a CUDA GPU, but none is visible")
+    shared = cuda and shares_a_gpu(config)
+    if not shared or config.sharing == "time-sliced":
+        if shared and config.sharing == "time-sliced" and (running := running_daemon()):
+            raise DeviceError(
+                f"--time-sliced: an NVIDIA MPS daemon runs at {running}, and every CUDA "
+                f"process here is its client; stop it (echo quit | nvidia-cuda-mps-control) "
+                f"to take turns"
+            )
+        yield "time-sliced", {}
+        return
+    if ray.is_initialized():
+        yield _joined_ray_way(config), {}
         return
     with ExitStack() as stack:
-        way, env = start_first(ways, stack)
-        _ray_under_mps = way == "mps"
         try:
-            yield way, env
-        finally:
-            _ray_under_mps = False
-
-
-def start_first(ways: tuple[str, ...], stack: ExitStack) -> tuple[str, dict[str, str]]:
-    """The first of `ways` that can run here, started on `stack`; each one passed over is a
-    line in the log with its reason.
-
-    Raises:
-        DeviceError: the last of `ways` cannot run either.
-    """
-    for way, fallback in zip(ways, ways[1:], strict=False):
-        try:
-            return way, _start(way, stack)
+            way, env = "mps", stack.enter_context(mps_env())
         except DeviceError as err:
-            log.info("%s; the trials that share a GPU %s", err, INSTEAD[fallback])
-    return ways[-1], _start(ways[-1], stack)
+            if config.sharing == "mps":
+                raise
+            log.warning("%s; the trials that share a GPU take turns on it instead", err)
+            way, env = "time-sliced", {}
+        yield way, env
 
 
-def _start(way: str, stack: ExitStack) -> dict[str, str]:
-    if way == "mps":
-        return stack.enter_context(mps_env(True))
-    if way == "streams":
-        from sweeps.trainer import check_streams
+def _joined_ray_way(config: SweepConfig) -> str:
+    """A Ray this process joined (a benchmark's, a notebook's) already has its workers: they
+    are MPS clients if it was started with a daemon's environment (ray_session's worker_env,
+    kept in the job's runtime environment) or a daemon serves this machine."""
+    import ray
 
-        check_streams()  # its Trainers start once Ray is up (sweeps.trainer.trainers)
-    return {}
+    env_vars = ray.get_runtime_context().runtime_env.get("env_vars") or {}
+    if PIPE_ENV in env_vars or running_daemon():
+        return "mps"
+    if config.sharing == "mps":
+        raise DeviceError(
+            "--mps: this process joined a Ray whose workers no MPS daemon reaches; start that "
+            "Ray inside gpu_sharing (sweeps.sharing), or let vae-sweep start its own"
+        )
+    log.warning(
+        "NVIDIA MPS is off: the Ray this process joined was started without an MPS daemon; "
+        "the trials that share a GPU take turns on it"
+    )
+    return "time-sliced"

@@ -13,7 +13,6 @@ from sweeps.config import SweepConfig
 from sweeps.optuna_study import searcher
 from sweeps.progress import Progress
 from sweeps.results import ResultsWriter
-from sweeps.trainer import Trainers
 from sweeps.trial import run_trial
 from sweeps.worker_data import WorkerData
 from vae_core.data import MnistSplits
@@ -28,14 +27,12 @@ def build_tuner(
     *,
     slots: int | None,
     db_url: str,
-    trainers: Trainers | None = None,
 ) -> tune.Tuner:
     """The Tuner for a resolved `config` (see SweepConfig.resolved); restored on resume.
 
     `slots` is the most trials at once (max_concurrent), or None for as many as the
-    cluster's resources hold at each moment; `trainers`, --streams' (sweeps.trainer), train
-    the trials instead of the trials' own processes."""
-    trainable = make_trainable(config, data, trainers)
+    cluster's resources hold at each moment."""
+    trainable = make_trainable(config, data)
     if config.resume:
         # Tuner.restore brings back the searcher (its Optuna study), ASHA, the callbacks and
         # every trial; unfinished trials continue from their latest checkpoints.
@@ -105,13 +102,11 @@ def trial_name(trial) -> str:
     return trial.trial_id
 
 
-def make_trainable(config: SweepConfig, data: MnistSplits, trainers: Trainers | None = None):
-    """run_trial with the data (put in Ray's object store once, fetched once per worker), or
-    with the Trainers that hold it, and each trial's resources: CPUs and a GPU share; with
-    0.25, Ray packs 4 trials onto one GPU."""
+def make_trainable(config: SweepConfig, data: MnistSplits):
+    """run_trial with the data (put in Ray's object store once, fetched once per worker) and
+    each trial's resources: CPUs and a GPU share; with 0.25, Ray packs 4 trials onto one GPU."""
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
-    params = {"trainers": trainers} if trainers else {"data": WorkerData(data)}
-    return tune.with_resources(tune.with_parameters(run_trial, **params), resources)
+    return tune.with_resources(tune.with_parameters(run_trial, data=WorkerData(data)), resources)
 
 
 def fixed_config(config: SweepConfig, data: MnistSplits) -> dict:

@@ -1,7 +1,7 @@
 """WorkerData: a sweep's MNIST splits, in Ray's object store once and on each worker's device once.
 
 `tune.with_parameters` fetches its objects again for every trial: with full MNIST that is 50-65
-ms of `ray.get` per trial on a 2-core CPU, and on a GPU each trial then copied the images to
+ms of `ray.get` per trial on a 2-core CPU, and on a GPU each trial would copy the images to
 the device again. A reused actor (reuse_actors=True) runs trial after trial in one process, so
 what with_parameters carries is this small handle, and the process keeps the splits it fetched,
 already on the trial's device.
@@ -29,9 +29,8 @@ class WorkerData:
             _held = None  # let the old copy go before the new one is made
             _held = (key, ray.get(self._ref).to(device))
             if device.type == "cuda":
-                # Copies from pageable memory may still be landing when `to` returns, and
-                # --streams' runs read the data on streams of their own, which do not wait
-                # for this one (PyTorch's streams do not synchronize with the default one).
+                # Copies from pageable memory may still be landing when `to` returns, and a
+                # graph captured on a side stream reads the data without waiting for them.
                 torch.cuda.current_stream(device).synchronize()
         return _held[1]
 

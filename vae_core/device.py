@@ -41,7 +41,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 # Training step times in ms, (fp32 with TF32, bf16 autocast), by batch size: one H100 80GB,
-# torch 2.11, full MNIST, channels-last, steady state over 300 steps (issue 10's table). The
+# torch 2.11, full MNIST, channels-last, steady state over 300 steps. The
 # graph-captured step is faster in bf16 at every size; the eager step only at 2048, below which
 # its extra cast kernels cost more launches than bf16 saves. Quality: both precisions must reach
 # the same validation loss for this table to decide, which tests/gpu/test_cuda_train.py checks

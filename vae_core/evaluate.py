@@ -68,7 +68,7 @@ def recalibrate_batchnorm(
 
     Training keeps an exponential average (momentum 0.1) of batch statistics taken while the
     weights moved; at a high learning rate it lags them, and in eval mode a rare input then
-    meets statistics no batch had and its log-variance explodes (issue 9). This recomputes
+    meets statistics no batch had and its log-variance explodes. This recomputes
     them as a plain average over a fixed set of training batches (the "precise BatchNorm" of
     Wu & Johnson 2021), with fixed noise, so resumed runs evaluate alike.
     """
@@ -83,8 +83,8 @@ def recalibrate_batchnorm(
     model.train()
     device = images.device
     # Fixed noise, since the decoder's statistics depend on the sampled z: a generator of our
-    # own draws what the global one seeded with EVAL_SEED would, without touching process-wide
-    # state that another training thread may be using.
+    # own draws what the global one seeded with EVAL_SEED would, and leaves the global random
+    # state to its owner: reseeding it here would reset whatever the caller draws next.
     noise = torch.Generator(device=device).manual_seed(EVAL_SEED)
     with autocast(device, precision):
         for k, start in enumerate(range(0, n, batch_size), start=1):
@@ -166,7 +166,7 @@ def outlier_text(
     count: int, fence: float, worst: list[tuple[int, float | None]], *, shown: int = 5
 ) -> str:
     """'no outlier images (fence 612.30)' or '2 outlier images above 612.30 (test 3841:
-    2.9e+04, test 17: 701.2)': how `vae-sweep train` and `vae-sweep analyze` say it."""
+    2.9e+04, test 17: 701.2)': how `vae-sweep train` and `vae-sweep analyze` both say it."""
     if not count:
         return f"no outlier images (fence {fence:.2f})"
     listed = ", ".join(

@@ -12,8 +12,8 @@ from torch import nn
 
 FLAT = 32 * 7 * 7  # encoder output after two 2x poolings of a 28x28 image: 1568
 # Soft upper bound on the posterior log-variance: our one deviation from the post's model.
-# Its linear head is unbounded, and an input unlike the training digits could push it past
-# 88, where exp() overflows fp32 and one image made a test mean infinite (issue 9). A variance
+# Its linear head is unbounded, and an input unlike the training digits can push it past 88,
+# where exp() overflows fp32 and that one image makes the whole test mean infinite. A variance
 # above e^4 ~ 55 times the prior's is never useful (the KL term alone costs >= 24 nats per
 # dimension), and below ~0, where trained posteriors live, the bound changes nothing:
 # LOGVAR_MAX - softplus(LOGVAR_MAX - v) differs from v by less than 0.02 for v <= 0.

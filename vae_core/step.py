@@ -3,20 +3,19 @@
 Two implementations behind one call, `step(idx)`, chosen by `make_step`:
 - EagerStep (CPU, or CUDA with cuda_graph off or torch.compile on): plain PyTorch, one kernel
   launch per op. On a GPU this small VAE is launch-bound: ~205 launches a step, 1.2 ms of GPU
-  work against ~8 ms of wall (torch.profiler on an H100, issue 10).
+  work against ~8 ms of wall (torch.profiler on an H100).
 - GraphStep (CUDA): the whole step for a full batch captured once in a CUDA graph and replayed,
   so a step is one graph launch (1.56 ms fp32 / 1.39 ms bf16 at batch 128 on that H100).
   See https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture for the pattern.
 
 The last short batch of an epoch (n % batch_size images) runs eagerly on both paths, so every
-image is seen every epoch and CPU numbers are what they were before graphs existed; a batch of
-one is skipped, as before, because BatchNorm cannot normalise it in training mode.
+image is seen every epoch and both paths train on the same batches; a batch of one is skipped,
+because BatchNorm cannot normalise it in training mode.
 """
 
 from __future__ import annotations
 
 import copy
-import threading
 from contextlib import contextmanager
 
 import torch
@@ -25,10 +24,6 @@ from vae_core.evaluate import autocast, to_float
 from vae_core.loss import negative_elbo
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (the torch docs' example uses 3)
-# Several runs may train in one process, each in a thread on its own CUDA stream (bench/mps.py's
-# "streams" mode). torch.cuda.graph synchronizes the whole device before it captures, which
-# must not happen while another thread's capture is open: captures take turns.
-_CAPTURE = threading.Lock()
 
 
 def uses_cuda_graph(device: torch.device, cuda_graph: bool, compile_: bool) -> bool:
@@ -174,10 +169,10 @@ class GraphStep:
         # Warm-up and capture must not move training on: the run starts from the state given
         # (fresh or a checkpoint's), which keeps resumed runs equal to uninterrupted ones.
         with rewound(self.model, self.optimizer, self.noise):
-            # Eager warm-up on the capture stream (the run's own, or a side stream): creates
-            # Adam's state, runs cuDNN's autotuning and the autograd engine's lazy set-up, none
-            # of which may happen during capture.
-            side = _capture_stream()
+            # Eager warm-up on a side stream (capture cannot happen on the default one):
+            # creates Adam's state, runs cuDNN's autotuning and the autograd engine's lazy
+            # set-up, none of which may happen during capture.
+            side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(WARMUP_STEPS):
@@ -190,12 +185,9 @@ class GraphStep:
             # The reparameterisation draws from our own generator, not the default one: the
             # graph must own its state so that each replay draws fresh noise, in eager order.
             graph.register_generator_state(self.noise)
-            # Capture on that stream (torch.cuda.graph's default is one stream for the whole
-            # process); "thread_local" lets other threads' runs go on meanwhile, while this
-            # thread may still make no call that capture forbids.
-            with _CAPTURE, torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, stream=side):
                 self._body()
-        torch.cuda.current_stream().synchronize()  # this run's work only, not other threads'
+        torch.cuda.current_stream().synchronize()
         return graph
 
     def __call__(self, idx: torch.Tensor) -> None:
@@ -204,18 +196,6 @@ class GraphStep:
             return
         self.idx.copy_(idx)
         self.graph.replay()
-
-
-def _capture_stream() -> torch.cuda.Stream:
-    """Where a graph is warmed up and captured: the run's own stream when it has one (several
-    runs in one process, sweeps.trainer), else one from PyTorch's pool (capture cannot happen
-    on the default stream). Not from the pool when a run has its own: the pool hands out its 32
-    streams per GPU in turn, so a pool stream may be another live run's, whose kernels would
-    then be captured into this run's graph."""
-    current = torch.cuda.current_stream()
-    if current != torch.cuda.default_stream(current.device):
-        return current
-    return torch.cuda.Stream()
 
 
 def make_step(model, forward, optimizer, noise, images, batch_size, precision, *, graph):

@@ -7,7 +7,6 @@ and the caller decides what to print or save.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,10 +61,6 @@ VAL_COLUMNS = ("val_loss", "val_mean", "val_recon", "val_kl", "val_median", "val
 # the Mersenne Twister's state on the CPU.
 CUDA_GENERATOR_STATE_BYTES = 16
 CPU_GENERATOR_STATE_BYTES = torch.Generator().get_state().numel()
-# Initial weights come from the process-wide generator (nn.Module's init takes no generator of
-# its own): runs built in several threads at once take turns, or one would draw from another's
-# seed (tests/vae_core/test_threads.py).
-_SEEDED_INIT = threading.Lock()
 
 
 @dataclass
@@ -138,7 +133,7 @@ def train(
 def _fresh(config: TrainConfig, device: torch.device, graph: bool):
     """The run's model, optimizer and random generators, before any checkpoint is restored."""
     # The initial weights depend on the seed alone; fork_rng leaves the caller's RNG untouched.
-    with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = ConvVAE(config.z_dim, config.fc_size)
     model = model.to(device, memory_format=torch.channels_last)

@@ -9,17 +9,17 @@ import numpy as np
 
 
 def plotly_figures(html: str) -> list[dict]:
-    """The data and layout of every Plotly.newPlot call in a page."""
+    """The data, layout and config of every Plotly.newPlot call in a page."""
     decoder, figures, at = json.JSONDecoder(), [], 0
     while (at := html.find("Plotly.newPlot(", at)) != -1:
         pos = at + len("Plotly.newPlot(")
         values = []
-        for _ in range(3):  # div id, data, layout
+        for _ in range(4):  # div id, data, layout, config
             while html[pos] in " \n\t,":
                 pos += 1
             value, pos = decoder.raw_decode(html, pos)
             values.append(value)
-        figures.append({"data": values[1], "layout": values[2]})
+        figures.append({"data": values[1], "layout": values[2], "config": values[3]})
         at = pos
     return figures
 

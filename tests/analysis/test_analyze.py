@@ -105,6 +105,10 @@ def test_report_has_every_section_and_plotly_js_once(analyzed, small_sweep):
         "prior-samples",
         "tsne",
     } <= set(drawn)
+    # The digit pictures reach their figure's top edge: no mode bar may cover their first row.
+    configs = dict(zip(drawn, [f["config"] for f in figures], strict=True))
+    assert configs["reconstructions"]["displayModeBar"] is False
+    assert configs["prior-samples"]["displayModeBar"] is False
     # sweep.json keeps its times to the millisecond; the header shows them to the second.
     started = json.loads((small_sweep / "sweep.json").read_text())["started_at"]
     assert "." in started and started.split(".")[0] in page and started not in page

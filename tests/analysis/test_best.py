@@ -27,18 +27,19 @@ def test_best_is_the_independent_argmin_of_trials_parquet(small_sweep):
 
 
 def test_only_searched_columns_count_as_hyperparameters(small_sweep, sweep_copy):
-    # trials.parquet also holds best_val_mean, best_val_outliers (issue 9): metrics, not params.
+    # trials.parquet also holds best_val_mean, best_val_outliers: metrics, not params.
     r = load_results(small_sweep)
     assert {"best_val_mean", "best_val_outliers"} <= set(r.trials.columns)
     assert list(r.params) == ["z_dim", "fc_size", "lr"]
-    # The same sweep as written before issue 9, without those columns.
+    # The same sweep without those columns and the epochs' val_mean, val_median, val_p99: a
+    # results folder need not hold them, and reads the same without them.
     r.trials.drop(columns=["best_val_mean", "best_val_outliers"]).to_parquet(sweep_copy / TRIALS)
     r.epochs[["trial_id", "epoch", "val_loss", "val_recon", "val_kl"]].to_parquet(
         sweep_copy / EPOCHS
     )
-    older = load_results(sweep_copy)
-    assert older.params == r.params  # a sweep from before issue 9 reads the same
-    assert choose_best(older)["trial_id"] == choose_best(r)["trial_id"]
+    bare = load_results(sweep_copy)
+    assert bare.params == r.params
+    assert choose_best(bare)["trial_id"] == choose_best(r)["trial_id"]
     assert choose_best(r, "val_median")["trial_id"] in set(r.finished()["trial_id"])
     with pytest.raises(ConfigError, match=r"val_median, val_p99 \(.*but got 'val_outliers'"):
         choose_best(r, "val_outliers")  # a count of images, not a loss

@@ -1,6 +1,7 @@
 """The report's plots survive bad trials: ranges from the sound values, the rest at the edge."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,9 @@ import pytest
 
 from analysis.figures import loss_curves, parallel_coordinates
 from analysis.image_grid import image_grid
+from analysis.page import render_page
 from analysis.scales import robust_range
+from tests.analysis.plotly_html import plotly_figures
 
 # Five sound trials whose validation loss falls from ~200 to ~100 nats over 4 epochs, one
 # completed trial whose third epoch reached 1e31, one diverged trial whose loss went to
@@ -157,3 +160,34 @@ def test_image_grid_captions_each_column():
     assert list(fig.layout.xaxis.ticktext) == ["#1", "#2", "#3"]
     assert fig.layout.xaxis.visible is not False
     assert image_grid([images], [""]).layout.xaxis.visible is False
+
+
+def test_the_digit_pictures_have_no_mode_bar_over_their_top_row(tables):
+    # image_grid draws its first row of digits at the figure's top edge (a 5 px margin), the
+    # band where plotly puts its mode bar: the page must turn the mode bar off for them.
+    epochs, trials = tables
+    images = np.zeros((10, 28, 28))
+    pictures = ("outliers", "reconstructions", "prior-samples")
+    figures = {sid: image_grid([images, images], ["a", "b"]) for sid in pictures}
+    figures["loss-curves"] = loss_curves(
+        epochs, trials, metric="val_loss", best_id="a", params=[], rungs=[]
+    )
+    page = render_page(
+        title="t",
+        meta=[],
+        cards=[],
+        best_table=[],
+        test_table=[],
+        outlier_table=[(3, 7, "700 nats")],
+        leaderboard=trials[["trial_id", "status"]],
+        best_id="a",
+        figures=figures,
+        notes={},
+    )
+    drawn = re.findall(r'<div id="fig-([a-z-]+)" class="plotly-graph-div"', page)
+    configs = dict(zip(drawn, [f["config"] for f in plotly_figures(page)], strict=True))
+    assert sorted(configs) == sorted([*pictures, "loss-curves"])
+    for sid in pictures:
+        assert figures[sid].layout.margin.t < 30  # no room above the digits for the bar
+        assert configs[sid]["displayModeBar"] is False, sid
+    assert configs["loss-curves"].get("displayModeBar", True) is not False  # plots keep it

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from analysis import analyze as analyze_module
-from analysis.summary import outlier_text, summary_lines
+from analysis.summary import summary_lines
 from analysis.testset import OUTLIERS_LISTED, outlier_numbers
 from tests.analysis.plotly_html import plotly_figures
 from vae_core.data import MnistSplits, load_mnist
-from vae_core.evaluate import summarize
+from vae_core.evaluate import outlier_text, summarize
 
 INVERTED = [7, 123, 321]  # test images replaced by their negatives: white digits on black
 
@@ -37,7 +37,8 @@ def test_outlier_numbers_list_the_worst_twenty_by_index():
     assert 110 < t["outlier_fence"] < 500  # Q3 + 10 IQR of ~N(100, 10): about 248
     assert t["robust_loss"] < 110
     json.dumps(t, allow_nan=False)  # plain JSON: no NaN or Infinity
-    assert outlier_text(t) == (
+    worst = [(o["index"], o["loss"]) for o in t["outlier_images"]]
+    assert outlier_text(t["outliers"], t["outlier_fence"], worst) == (
         f"26 outlier images above {t['outlier_fence']:.2f} (test 999: nan, test 960: "
         "1.096e+04, test 920: 1.092e+04, test 880: 1.088e+04, test 840: 1.084e+04, 21 more)"
     )

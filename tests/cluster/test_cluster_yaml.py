@@ -7,6 +7,8 @@ needs cloud credentials.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -99,3 +101,37 @@ def test_aws_cluster_shape():
     gpu = nodes["gpu_worker"]
     assert gpu["min_workers"] == 0 < gpu["max_workers"] <= config["max_workers"]
     assert config["docker"]["worker_image"].startswith(f"rayproject/ray:{ray.__version__}-")
+
+
+# Stands in for NVIDIA's nvidia-cuda-mps-control on a GPU worker: `-d` starts "the daemon"
+# once (a marker file), and refuses a second as NVIDIA's does.
+FAKE_CONTROL = """#!/bin/sh
+if [ -e "$MPS_MARKER" ]; then echo "An instance of this daemon is already running"; exit 1; fi
+touch "$MPS_MARKER"
+"""
+
+
+def test_gpu_workers_start_mps_before_ray_and_start_ray_whatever_it_says(tmp_path):
+    config = validate(REPO / "cluster.yaml")
+    starts = config["worker_start_ray_commands"]
+    mps = [c for c in starts if "nvidia-cuda-mps-control -d" in c]
+    assert len(mps) == 1
+    assert starts.index(mps[0]) < next(i for i, c in enumerate(starts) if "ray start" in c)
+    assert not any("mps" in c for c in config["head_start_ray_commands"])  # the head has no GPU
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-cuda-mps-control").write_text(FAKE_CONTROL)
+    (bin_dir / "nvidia-cuda-mps-control").chmod(0o755)
+    marker = tmp_path / "started"
+
+    def run(path: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PATH": path, "MPS_MARKER": str(marker)}
+        return subprocess.run(["bash", "-c", mps[0]], env=env, capture_output=True, text=True)
+
+    first = run(f"{bin_dir}:{os.environ['PATH']}")
+    assert first.returncode == 0 and marker.exists() and "no new" not in first.stdout
+    again = run(f"{bin_dir}:{os.environ['PATH']}")  # `ray up` again: it already runs
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert "vae-sweep: no new NVIDIA MPS daemon on this node" in again.stdout
+    missing = run("/usr/bin:/bin")  # an image without NVIDIA's driver tools
+    assert missing.returncode == 0 and "no new NVIDIA MPS daemon" in missing.stdout

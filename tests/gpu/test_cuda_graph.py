@@ -1,7 +1,6 @@
 """The CUDA-graph training step (skipped without CUDA, see conftest.py)."""
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -115,26 +114,3 @@ def test_a_cosine_schedule_on_the_graph_path_matches_the_eager_one(sample):
         assert result.state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(last, rel=1e-5)
     a, b = graph.history[-1]["val_loss"], eager.history[-1]["val_loss"]
     assert abs(a - b) / b < 0.02, (a, b)
-
-
-def test_runs_in_threads_on_streams_of_their_own_match_each_run_alone(sample, monkeypatch):
-    """Several runs in one process (bench/mps.py's streams mode): a thread captures its graph
-    while others train, replays and evaluations interleave on the GPU, and each run still
-    gives what it gives alone (tests/vae_core/test_threads.py checks the CPU bit for bit)."""
-    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # differences are ours
-    configs = [
-        TrainConfig(**SMALL, epochs=2, seed=seed, z_dim=z_dim, fc_size=fc_size)
-        for seed, (z_dim, fc_size) in enumerate([(8, 128), (16, 1024), (32, 512)])
-    ]
-    alone = [train(c, data=sample) for c in configs]
-
-    def on_own_stream(config):
-        with torch.cuda.stream(torch.cuda.Stream()):
-            return train(config, data=sample)
-
-    with ThreadPoolExecutor(len(configs)) as pool:
-        together = list(pool.map(on_own_stream, configs))
-    for a, b in zip(alone, together, strict=True):
-        for ma, mb in zip(a.history, b.history, strict=True):
-            for key in ("train_loss", "val_loss", "val_mean"):
-                assert mb[key] == pytest.approx(ma[key], rel=1e-3), (key, ma, mb)

@@ -42,9 +42,10 @@ def test_a_process_given_the_daemon_s_environment_is_its_client():
         deadline.start()
         try:
             assert child.stdout.readline().strip() == "ready"
-            servers = daemon.servers()
+            servers = daemon.command("get_server_list").split()
             assert len(servers) == 1
-            assert child.pid in daemon.clients(servers[0])
+            clients = daemon.command(f"get_client_list {servers[0]}").split()
+            assert str(child.pid) in clients
         finally:
             deadline.cancel()
             child.communicate("\n", timeout=60)
@@ -58,7 +59,7 @@ def test_a_daemon_already_running_is_used_and_left_running(monkeypatch, caplog):
         pipe = Path(daemon.env[PIPE_ENV])
         monkeypatch.setenv(PIPE_ENV, str(pipe))  # as for a daemon started by hand
         assert running_daemon() == pipe
-        with mps_env(True) as env:
+        with mps_env() as env:
             assert env == {}  # this process's environment reaches it already
         assert running_daemon() == pipe  # not stopped
     assert f"clients of the daemon already running at {pipe}" in caplog.text

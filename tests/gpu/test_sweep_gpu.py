@@ -1,6 +1,6 @@
-"""Two trials share one GPU (0.5 each) and both train on it, as two processes or, with
---streams, in the GPU's Trainer; `auto` in a Ray this process joined (no MPS daemon reaches
-its workers) takes streams (skipped without CUDA)."""
+"""Two trials share one GPU (0.5 each) and both train on it, as two processes; `auto` in a Ray
+this process joined takes turns, unless an MPS daemon already serves the machine (skipped
+without CUDA)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import pytest
 
 from search_spaces import load_space
 from sweeps import SweepConfig, run_sweep
+from sweeps.mps import running_daemon
+from tests.conftest import RAY_NODE_IP
 
 
-@pytest.mark.parametrize(
-    ("sharing", "chosen"),
-    # streams: the GPU's Trainer trains both (sweeps/trainer.py)
-    [("time-sliced", "time-sliced"), ("streams", "streams"), ("auto", "streams")],
-)
-def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, sharing, chosen):
+@pytest.mark.parametrize("sharing", ["time-sliced", "auto"])
+def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, sharing):
+    chosen = "mps" if sharing == "auto" and running_daemon() else "time-sliced"
     assert ray_local.get("GPU", 0) >= 1
     space = load_space(make_space("shared", samples=2, epochs=2, train_limit=2000))
     outcome = run_sweep(
@@ -39,6 +38,7 @@ def test_two_trials_share_one_gpu(ray_local, make_space, tmp_path, sharing, chos
     record = json.loads((folder / "sweep.json").read_text())
     assert record["resources"]["gpus_per_trial"] == 0.5
     assert record["resources"]["sharing"] == chosen
+    assert record["resources"]["sharing_by_node"] == {RAY_NODE_IP: chosen}  # as trials saw it
     assert record["search"]["max_concurrent"] == 2  # both fit on the one GPU at once
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert (epochs["images_per_second"] > 0).all() and epochs["val_loss"].notna().all()

@@ -87,6 +87,23 @@ BAD = [
         ["fixed.z_dim", "either searched or fixed"],
     ),
     (
+        "batch_of_one_fixed",
+        GOOD.replace("  batch_size: {type: choice, values: [64, 128]}\n", "").replace(
+            "epochs: 3", "epochs: 3, batch_size: 1"
+        ),
+        ["fixed.batch_size", "batch_size must be at least 2 (BatchNorm needs 2 images", "got 1"],
+    ),
+    (
+        "batch_of_one_searched",
+        GOOD.replace("values: [64, 128]", "values: [1, 64]"),
+        ["params.batch_size.values[0]", "batch_size must be at least 2", "got 1"],
+    ),
+    (
+        "batch_range_from_one",
+        GOOD.replace("{type: choice, values: [64, 128]}", "{type: int, low: 1, high: 256}"),
+        ["params.batch_size.low", "batch_size must be at least 2", "got 1"],
+    ),
+    (
         "grace_over_budget",
         GOOD + "asha: {grace_period: 5}\n",
         ["asha.grace_period", "must not exceed"],

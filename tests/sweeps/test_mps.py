@@ -4,9 +4,11 @@ daemon; NVIDIA's daemon itself, with a GPU: tests/gpu/test_mps_daemon.py)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -14,9 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweeps import SweepConfig
+from search_spaces import load_space
+from sweeps import SweepConfig, run_sweep
 from sweeps.local_ray import ray_session
-from sweeps.mps import CONTROL, PIPE_ENV, STOP_TIMEOUT_S, mps_daemon, running_daemon
+from sweeps.mps import (
+    CONTROL,
+    PIPE_ENV,
+    STOP_TIMEOUT_S,
+    check_a_client,
+    mps_daemon,
+    running_daemon,
+    stop_left_behind,
+)
 from tests.conftest import RAY_NODE_IP, run_probe
 from vae_core.errors import ConfigError, DeviceError, VaeSweepError
 
@@ -39,13 +50,12 @@ def test_mps_takes_the_default_share_or_a_share_below_one():
     assert SweepConfig(name="m", sharing="mps", gpus_per_trial=0.25).gpus_per_trial == 0.25
 
 
-@pytest.mark.parametrize("flag", ["--mps", "--streams"])  # the two ways to share a GPU
-def test_gpu_sharing_without_a_gpu_is_one_line_and_writes_nothing(flag, tmp_path, cli_env):
+def test_mps_without_a_gpu_is_one_line_and_writes_nothing(tmp_path, cli_env):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     storage = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "vae_sweep", "run", flag, "--data", "mnist-5k"]
+        [sys.executable, "-m", "vae_sweep", "run", "--mps", "--data", "mnist-5k"]
         + ["--storage", str(storage), "--name", "m"],
         capture_output=True,
         text=True,
@@ -53,7 +63,7 @@ def test_gpu_sharing_without_a_gpu_is_one_line_and_writes_nothing(flag, tmp_path
         timeout=300,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"vae-sweep: error: {flag} needs a CUDA GPU, but none is visible"
+    assert proc.stderr.strip() == "vae-sweep: error: --mps needs a CUDA GPU, but none is visible"
     assert not storage.exists()
 
 
@@ -114,7 +124,8 @@ def test_the_daemon_starts_without_reading_its_output_to_the_end_and_quits_after
         pipe = Path(daemon.env[PIPE_ENV])
         monkeypatch.setenv(PIPE_ENV, str(pipe))
         assert running_daemon() == pipe  # listening, though not to a stream connection
-        assert daemon.servers() == [4242] and daemon.clients(4242) == [17, 18]
+        assert daemon.command("get_server_list").split() == ["4242"]
+        assert daemon.command("get_client_list 4242").split() == ["17", "18"]
         stopping = time.monotonic()
     # Its socket file stays after `quit`: stopping waits for nothing to listen, not for the
     # file to go (STOP_TIMEOUT_S).
@@ -137,7 +148,7 @@ def test_a_daemon_no_cuda_process_can_use_is_one_error_with_the_reason(commands)
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU (the real daemon's client: tests/gpu)")
     with mps_daemon() as daemon, pytest.raises(DeviceError) as err:
-        daemon.check_a_client()
+        check_a_client(daemon.env)
     message = str(err.value)
     assert message.startswith("the NVIDIA MPS daemon runs, but a CUDA process cannot use it: ")
     # This machine has no CUDA driver library, or one that finds no GPU: CUDA's own words.
@@ -149,7 +160,7 @@ def test_a_client_that_never_gets_a_context_is_an_error_in_bounded_time(commands
     monkeypatch.setattr("sweeps.mps.CLIENT_PROBE", "import time; time.sleep(60)")
     started = time.monotonic()
     with mps_daemon() as daemon, pytest.raises(DeviceError, match="no CUDA context within 1 s"):
-        daemon.check_a_client(timeout=1)
+        check_a_client(daemon.env, timeout=1)
     assert time.monotonic() - started < 30
 
 
@@ -187,3 +198,66 @@ def test_worker_env_needs_a_ray_of_its_own(ray_local):
         ray_session("auto", RAY_NODE_IP, worker_env={"VAE_SWEEP_PROBE": "worker"}),
     ):
         pass
+
+
+# A sweep's driver, killed while its daemon runs (as `kill -9` or a lost terminal would).
+KILLED_SWEEP = textwrap.dedent(
+    """
+    import os, signal
+    from sweeps.mps import mps_daemon
+
+    with mps_daemon() as daemon:
+        print(daemon.env["CUDA_MPS_PIPE_DIRECTORY"], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.fixture
+def own_root(monkeypatch) -> Path:
+    """A short folder of its own for the sweeps' daemons (a pipe is a Unix socket, whose path
+    may not exceed 107 bytes: pytest's tmp_path can), for this process and its children."""
+    with tempfile.TemporaryDirectory(prefix="m") as folder:
+        monkeypatch.setenv("TMPDIR", folder)
+        root = Path(folder) / f"vae-sweep-mps-{os.getuid()}"
+        monkeypatch.setattr("sweeps.mps.OWN_ROOT", root)
+        yield root
+
+
+def test_a_daemon_left_by_a_killed_sweep_is_stopped_by_the_next_sweep_in_one_line(
+    commands, own_root, ray_local, make_space, tmp_path, caplog
+):
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_SWEEP], capture_output=True, text=True, timeout=60
+    )
+    assert killed.returncode == -9, killed.stderr
+    pipe = Path(killed.stdout.strip())
+    assert pipe.parent.parent == own_root
+    os.environ[PIPE_ENV] = str(pipe)  # as a client of the left daemon would look
+    try:
+        assert running_daemon() == pipe  # still running, with nobody to stop it
+    finally:
+        del os.environ[PIPE_ENV]
+
+    caplog.set_level(logging.INFO)
+    space = load_space(make_space(samples=1, epochs=1, train_limit=128))
+    outcome = run_sweep(
+        SweepConfig(name="next", space=space, storage=str(tmp_path / "r"), data="mnist-5k")
+    )
+    assert len(outcome.trials) == 1
+    said = [r.getMessage() for r in caplog.records if "MPS" in r.getMessage()]
+    owner = int(pipe.parent.name.split("-")[0])
+    assert said == [
+        f"NVIDIA MPS: stopped the daemon at {pipe} that a sweep (process {owner}) left "
+        f"running when it was killed"
+    ]
+    assert commands.read_text().split() == ["quit"]
+    assert not pipe.parent.exists()  # its folder is gone too
+
+
+def test_a_daemon_whose_sweep_still_runs_is_left_alone(commands, own_root):
+    with mps_daemon() as daemon:  # this process's: a sweep that still runs
+        assert stop_left_behind() == 0
+        assert Path(daemon.env[PIPE_ENV]).parent.exists()
+    assert commands.read_text().split() == ["quit"]  # stopped by its own sweep only
+    assert list(own_root.iterdir()) == []

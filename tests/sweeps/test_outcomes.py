@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 from results_folder.schema import EPOCH_COLUMNS
 from sweeps.progress import Progress
 from sweeps.results import TrialLog, epochs_table, trials_table
-from sweeps.searcher import DIVERGED_VALUE, optuna_outcome
+from sweeps.searcher import optuna_outcome
+from vae_core.train import COIN_FLIP_NATS
 
 TYPES = {"z_dim": "int", "lr": "float"}
 
@@ -32,7 +33,7 @@ TYPES = {"z_dim": "int", "lr": "float"}
         (
             {"epoch": 2, "val_loss": math.nan, "best_val_loss": 160.0, "diverged": True},
             False,
-            (TrialState.COMPLETE, DIVERGED_VALUE, "diverged"),
+            (TrialState.COMPLETE, COIN_FLIP_NATS, "diverged"),
         ),
         (
             {"epoch": 2, "val_loss": 140.0, "diverged": False},
@@ -139,3 +140,17 @@ def test_progress_table_shows_each_trial_once():
     text = progress.table()
     assert "1/3 trials finished (1 diverged), 2 running; best val loss 150.00 (t0)" in text
     assert [line.split()[0] for line in text.splitlines()[2:]] == ["t0", "t1", "t2"]
+
+
+def test_sharing_by_node_is_what_each_node_s_gpu_trials_reported():
+    from sweeps.driver import sharing_by_node
+
+    results = [
+        {"node_ip": "127.0.0.2", "gpu_sharing": "mps"},
+        {"node_ip": "127.0.0.2", "gpu_sharing": "mps"},
+        {"node_ip": "127.0.0.3", "gpu_sharing": "time-sliced"},
+        {"node_ip": "127.0.0.3", "gpu_sharing": "mps"},  # a daemon started mid-sweep
+        {"node_ip": "127.0.0.4", "gpu_sharing": None},  # CPU trials: nothing to say
+        {},  # a trial that never reported
+    ]
+    assert sharing_by_node(results) == {"127.0.0.2": "mps", "127.0.0.3": "mps, time-sliced"}

@@ -1,5 +1,5 @@
-"""How the trials that share a GPU share it: the ways `auto` tries and in which order, the
-fallback when one cannot run (here, with no GPU, for real), and the options that choose one.
+"""How the trials that share a GPU share it: what `auto` picks, the fallback when MPS cannot run
+(here, with no GPU, for real), a Ray this process joined, and the options that choose a way.
 On a GPU: tests/gpu/test_mps_daemon.py (auto runs a sweep under MPS) and
 tests/gpu/test_sweep_gpu.py (each way in a Ray this process joined)."""
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from sweeps import SweepConfig
-from sweeps.mps import PIPE_ENV, mps_env, running_daemon
-from sweeps.sharing import candidates, gpu_sharing, start_first
+from sweeps.mps import CONTROL, PIPE_ENV, mps_env, running_daemon
+from sweeps.sharing import gpu_sharing
 from vae_core.errors import ConfigError, DeviceError
 from vae_sweep import cli
 from vae_sweep.run import sweep_config
@@ -28,69 +28,64 @@ from vae_sweep.run import sweep_config
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 
 
+@no_gpu
 @pytest.mark.parametrize(
-    ("options", "cuda", "ray_joined", "under_mps", "ways"),
+    ("options", "way"),
     [
-        ({}, True, False, False, ("mps", "streams", "time-sliced")),
-        ({"gpus_per_trial": 0.5}, True, False, False, ("mps", "streams", "time-sliced")),
-        # More than 32 trials at once on a GPU: more than PyTorch has streams for.
-        ({"gpus_per_trial": 0.02}, True, False, False, ("mps", "time-sliced")),
-        # A Ray this process joined: a daemon started now would not reach its workers...
-        ({}, True, True, False, ("streams", "time-sliced")),
-        # ...unless this process started that Ray under a daemon of its own (gpu_sharing).
-        ({}, True, True, True, ("mps", "streams", "time-sliced")),
-        # Nothing to share: no GPU, whole GPUs, CPU trials, a cluster's nodes.
-        ({}, False, False, False, ("time-sliced",)),
-        ({"gpus_per_trial": 1}, True, False, False, ("time-sliced",)),
-        ({"gpus_per_trial": 0}, True, False, False, ("time-sliced",)),
-        ({"address": "auto"}, True, False, False, ("time-sliced",)),
-        # Asked for: that way only, so that it fails with its reason if it cannot run.
-        ({"sharing": "streams"}, True, True, False, ("streams",)),
-        ({"sharing": "mps"}, False, False, False, ("mps",)),
-        ({"sharing": "time-sliced", "gpus_per_trial": 0.25}, True, False, False, ("time-sliced",)),
+        ({}, "time-sliced"),  # no GPU: nothing to share
+        ({"gpus_per_trial": 0.25}, "time-sliced"),
+        ({"address": "auto"}, "node"),  # a cluster's nodes share theirs as set up to
     ],
 )
-def test_the_ways_tried_best_first(monkeypatch, options, cuda, ray_joined, under_mps, ways):
-    monkeypatch.setattr("sweeps.sharing._ray_under_mps", under_mps)
+def test_what_auto_picks_without_a_gpu(options, way):
+    with gpu_sharing(SweepConfig(name="s", **options)) as chosen:
+        assert chosen == (way, {})
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2])
+def test_trials_that_share_no_gpu_take_no_daemon(monkeypatch, gpus):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr("sweeps.sharing.running_daemon", lambda: None)
-    config = SweepConfig(name="s", **options)
-    assert candidates(config, cuda=cuda, ray_joined=ray_joined) == ways
+    with gpu_sharing(SweepConfig(name="s", gpus_per_trial=gpus)) as chosen:
+        assert chosen == ("time-sliced", {})
 
 
-def test_a_daemon_already_running_here_reaches_a_joined_ray_s_workers(monkeypatch, mps_pipe):
-    monkeypatch.setattr("sweeps.sharing._ray_under_mps", False)
-    with listening(mps_pipe):
-        ways = candidates(SweepConfig(name="s"), cuda=True, ray_joined=True)
-    assert ways == ("mps", "streams", "time-sliced")
-
-
-@no_gpu
-def test_auto_falls_back_way_by_way_saying_why(caplog):
+def test_auto_takes_turns_where_mps_cannot_run_saying_why(monkeypatch, mps_pipe, tmp_path, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the rest runs for real
+    monkeypatch.setenv("PATH", str(tmp_path))  # no control program
     caplog.set_level(logging.INFO, logger="sweeps.sharing")
-    with ExitStack() as stack:
-        assert start_first(("mps", "streams", "time-sliced"), stack) == ("time-sliced", {})
+    with gpu_sharing(SweepConfig(name="s")) as chosen:
+        assert chosen == ("time-sliced", {})
     assert [r.getMessage() for r in caplog.records] == [
-        "--mps needs a CUDA GPU, but none is visible; the trials that share a GPU train on "
-        "CUDA streams in one process per GPU instead (as with --streams)",
-        "--streams needs a CUDA GPU, but none is visible; the trials that share a GPU take "
-        "turns on it instead (as with --time-sliced)",
+        f"--mps needs NVIDIA's {CONTROL} on the PATH (it comes with the driver); the trials "
+        "that share a GPU take turns on it instead"
     ]
 
 
 @no_gpu
-@pytest.mark.parametrize("way", ["mps", "streams"])
-def test_a_way_asked_for_that_cannot_run_is_its_error(way):
+def test_mps_asked_for_that_cannot_run_is_its_error():
     with (
-        pytest.raises(DeviceError, match=f"--{way} needs a CUDA GPU"),
-        gpu_sharing(SweepConfig(name="s", sharing=way)),
+        pytest.raises(DeviceError, match="--mps needs a CUDA GPU"),
+        gpu_sharing(SweepConfig(name="s", sharing="mps")),
     ):
         pass
 
 
-@no_gpu
-def test_auto_without_a_gpu_starts_nothing():
-    with gpu_sharing(SweepConfig(name="s")) as (way, env):
-        assert (way, env) == ("time-sliced", {})
+def test_a_joined_ray_s_workers_are_under_mps_only_where_a_daemon_reaches_them(
+    ray_local, monkeypatch, mps_pipe, caplog
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    caplog.set_level(logging.INFO, logger="sweeps.sharing")
+    with gpu_sharing(SweepConfig(name="s")) as chosen:  # started without a daemon's env
+        assert chosen == ("time-sliced", {})
+    assert "NVIDIA MPS is off: the Ray this process joined" in caplog.text
+    with (
+        pytest.raises(DeviceError, match="no MPS daemon reaches"),
+        gpu_sharing(SweepConfig(name="s", sharing="mps")),
+    ):
+        pass
+    with listening(mps_pipe), gpu_sharing(SweepConfig(name="s")) as chosen:
+        assert chosen == ("mps", {})  # a daemon every process here is a client of
 
 
 def parse(*argv: str):
@@ -102,7 +97,6 @@ def parse(*argv: str):
     [
         ((), "auto"),
         (("--mps",), "mps"),
-        (("--streams",), "streams"),
         (("--time-sliced",), "time-sliced"),
     ],
 )
@@ -112,7 +106,7 @@ def test_the_sharing_options(argv, sharing):
 
 def test_two_ways_at_once_are_refused_in_one_line(cli_env):
     proc = subprocess.run(
-        [sys.executable, "-m", "vae_sweep", "run", "--mps", "--streams"],
+        [sys.executable, "-m", "vae_sweep", "run", "--mps", "--time-sliced"],
         capture_output=True,
         text=True,
         env=cli_env,
@@ -120,13 +114,19 @@ def test_two_ways_at_once_are_refused_in_one_line(cli_env):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "vae-sweep run: error: argument --streams: not allowed with argument --mps"
+        "vae-sweep run: error: argument --time-sliced: not allowed with argument --mps"
     )
 
 
 def test_an_unknown_way_is_refused():
-    with pytest.raises(ConfigError, match="GPU sharing must be one of auto, mps, streams, "):
+    with pytest.raises(ConfigError, match="GPU sharing must be one of auto, mps, time-sliced, "):
         SweepConfig(name="s", sharing="mig")
+
+
+@pytest.mark.parametrize("way", ["mps", "time-sliced"])
+def test_a_way_on_a_cluster_is_refused_naming_cluster_yaml(way):
+    with pytest.raises(ConfigError, match=f"--{way} is for a local sweep: .*cluster.yaml"):
+        SweepConfig(name="s", sharing=way, address="auto")
 
 
 # A daemon that already runs here: NVIDIA's needs a GPU, so a Unix socket (SOCK_SEQPACKET, as
@@ -149,7 +149,7 @@ def listening(pipe: Path, kind: int = socket.SOCK_SEQPACKET) -> Iterator[None]:
         yield
 
 
-# NVIDIA's daemon is not found by a stream connection alone (an H100 run, 2026-11-26).
+# NVIDIA's control socket is SOCK_SEQPACKET (seen on an H100): each kind is tried.
 @pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM])
 def test_a_running_daemon_is_found_by_its_listening_control_socket(mps_pipe, kind):
     assert running_daemon() is None  # nothing there
@@ -163,7 +163,7 @@ def test_a_running_daemon_is_found_by_its_listening_control_socket(mps_pipe, kin
 def test_mps_uses_a_running_daemon_instead_of_starting_one(mps_pipe, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the rest runs for real
     monkeypatch.setenv("PATH", str(tmp_path))  # no control program: nothing is started
-    with listening(mps_pipe), pytest.raises(DeviceError) as err, mps_env(True):
+    with listening(mps_pipe), pytest.raises(DeviceError) as err, mps_env():
         pass
     # Not "needs NVIDIA's nvidia-cuda-mps-control": it went to the running daemon, through
     # which this machine's CUDA gives no context. CUDA's own words say so.

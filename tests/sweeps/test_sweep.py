@@ -15,7 +15,7 @@ import ray
 
 from results_folder import load_checkpoint
 from search_spaces import load_space
-from sweeps.searcher import DIVERGED_VALUE
+from vae_core.train import COIN_FLIP_NATS
 
 SAMPLES, EPOCHS = 6, 3
 PARAMS = {"z_dim": "int64", "fc_size": "int64", "lr": "double"}
@@ -162,7 +162,7 @@ def test_optuna_sees_asha_stops_as_pruned(tables, study):
         else:
             assert t.state == optuna.trial.TrialState.COMPLETE
             assert t.value == pytest.approx(row["best_val_loss"])
-            assert t.value < DIVERGED_VALUE
+            assert t.value < COIN_FLIP_NATS
 
 
 def test_best_checkpoints_exist_and_hold_their_epoch(small_sweep, tables):
@@ -180,29 +180,19 @@ def test_best_checkpoints_exist_and_hold_their_epoch(small_sweep, tables):
         assert 1 <= len(kept) <= 2
 
 
-def test_results_json_times_each_epoch(small_sweep, tables):
-    # Ray's result.json (not the tables) says when each epoch ended and what surrounded it:
-    # what bench/sweep_overhead.py reads to measure the time covered by some trial's epoch.
+def test_results_json_has_each_epoch_with_ray_s_own_times(small_sweep, tables):
+    # Ray's result.json (not the tables): each epoch, with Ray's own timing of it, which
+    # bench/sweep_overhead.py reads to split a trial's time into epochs and what is outside.
     trials, _ = tables
     for trial_id in trials["trial_id"]:
         lines = (small_sweep / trial_id / "result.json").read_text().splitlines()
         rows = [json.loads(line) for line in lines]
         assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
-        for before, after in zip(rows, rows[1:], strict=False):
-            assert after["epoch_ended_at"] - before["epoch_ended_at"] >= after["epoch_seconds"]
-            # The time between two reports holds the first one's tune.report call.
-            gap = after["epoch_ended_at"] - before["epoch_ended_at"] - after["epoch_seconds"]
-            assert 0 < after["report_seconds"] <= gap
-        assert rows[0]["report_seconds"] == 0  # no report before the first
-        assert all(r["outside_epochs_seconds"] >= 0 for r in rows)
-        assert len({r["trial_started_at"] for r in rows}) == 1
-        assert rows[0]["trial_started_at"] <= rows[0]["epoch_ended_at"] - rows[0]["epoch_seconds"]
-        # The worker began importing the trial's code, had it imported before the trial
-        # started, and kept it.
-        for mark in ("import_started_at", "code_imported_at"):
-            assert len({r[mark] for r in rows}) == 1, mark
-        assert rows[0]["import_started_at"] < rows[0]["code_imported_at"]
-        assert rows[0]["code_imported_at"] <= rows[0]["trial_started_at"]
+        assert [r["training_iteration"] for r in rows] == [r["epoch"] for r in rows]
+        for row in rows:
+            assert row["time_this_iter_s"] >= row["epoch_seconds"] > 0
+            assert row["gpu_sharing"] is None  # CPU trials share no GPU
+        assert rows[-1]["time_total_s"] == pytest.approx(sum(r["time_this_iter_s"] for r in rows))
 
 
 def test_sweep_json_records_how_the_results_were_made(small_sweep):
@@ -226,15 +216,15 @@ def test_sweep_json_records_how_the_results_were_made(small_sweep):
         assert record[key] is not None, key
     assert record["name"] == "small" and record["metric"] == "val_loss"
     assert record["finished_at"] >= record["started_at"]
-    # To the millisecond, so that the trials' epochs (Unix times in result.json) fall inside
-    # the tuning's span as it records it: whole seconds put its end before the last epoch's.
+    # The trials' results (Ray's whole-second Unix times) fall inside the tuning's span.
     started, finished = (
         datetime.fromisoformat(record[k]).timestamp() for k in ("started_at", "finished_at")
     )
     for path in small_sweep.glob("*/result.json"):
         for line in path.read_text().splitlines():
-            row = json.loads(line)
-            assert started <= row["trial_started_at"] <= row["epoch_ended_at"] <= finished
+            assert int(started) <= json.loads(line)["timestamp"] <= finished
+    assert record["resources"]["sharing"] == "time-sliced"  # nothing shared a GPU
+    assert record["resources"]["sharing_by_node"] == {}
     assert set(record["space"]["params"]) == set(PARAMS)
     assert record["space"]["fixed"]["lr_schedule"] == "cosine"
     assert record["search"]["points_to_evaluate"] == [{k: POST_CONFIG[k] for k in PARAMS}]

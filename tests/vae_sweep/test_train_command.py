@@ -70,6 +70,11 @@ def test_train_writes_metrics_and_model(tmp_path):
     "args,message",
     [
         (["--z-dim", "0"], "z_dim must be a positive integer, but got 0"),
+        (
+            ["--batch-size", "1"],
+            "batch_size must be an integer of at least 2 (BatchNorm needs 2 images per batch "
+            "in training), but got 1",
+        ),
         (["--lr", "-0.1"], "lr must be a positive finite number, but got -0.1"),
         (["--data", "svhn"], "data must be one of auto, mnist, mnist-5k, but got 'svhn'"),
         (
