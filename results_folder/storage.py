@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -17,7 +18,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from vae_core.errors import ResultsError
+from vae_core.errors import ResultsError, one_line
+
+PROBE_PREFIX = ".vae-sweep-write-check-"  # the file check_writable writes and deletes
 
 
 def is_uri(path: str) -> bool:
@@ -45,6 +48,62 @@ def join(base: str, *parts: str) -> str:
 def exists(path: str) -> bool:
     fs, p = resolve(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def check_writable(root: str) -> None:
+    """Check that result files can be written under the folder `root` by writing and deleting
+    a small file there: in `root`, or where it does not exist yet, in its nearest existing
+    folder (the writers create the rest), so the check creates nothing. A sweep refused later
+    (a --resume with nothing to resume) leaves no folder behind, and two sweeps starting side
+    by side do not remove each other's.
+
+    Run before a sweep loads data or starts Ray, so that a results folder it cannot write (a
+    path under a file, a read-only mount, a missing bucket, refused credentials) is one line at
+    the start rather than a traceback from a worker minutes later.
+
+    Raises:
+        ResultsError: `root` cannot be written; the message names it and why.
+    """
+    fs, path = resolve(root)
+    if isinstance(fs, pafs.LocalFileSystem):
+        problem = _local_problem(path)
+    else:
+        problem = _object_store_problem(fs, path)
+    if problem:
+        raise ResultsError(f"cannot write results to the storage {root}: {problem}")
+
+
+def _local_problem(path: str) -> str | None:
+    folder = path
+    while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"{'it' if folder == path else folder} is a file, not a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=PROBE_PREFIX) as probe:
+            probe.write(b"vae-sweep")
+            probe.flush()
+    except OSError as err:
+        # As mkdir says it for `path`: the probe's own name would tell the user nothing.
+        return err.strerror or one_line(err)
+    return None
+
+
+def _object_store_problem(fs: pafs.FileSystem, path: str) -> str | None:
+    # An object store has no folders: an object written under `path` is the whole test.
+    probe = f"{path.rstrip('/')}/{PROBE_PREFIX}{uuid.uuid4().hex}"
+    try:
+        with fs.open_output_stream(probe) as out:
+            out.write(b"vae-sweep")
+        fs.delete_file(probe)
+    except (OSError, pa.ArrowException) as err:
+        # pyarrow's S3 messages start with the operation on the probe's key and end with a
+        # request ID, neither of which tells the user anything; the AWS error between them does.
+        text = one_line(err)
+        if "AWS Error " in text:
+            text = text[text.index("AWS Error ") :]
+        return re.sub(r"\s*\(Request ID: [^)]*\)", "", text)
+    return None
 
 
 def write_bytes(path: str | os.PathLike, write: Callable) -> None:

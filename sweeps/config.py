@@ -17,6 +17,7 @@ from vae_core.errors import ConfigError
 LOCAL_NODE_IP = "127.0.0.1"
 NODE_IP_ENV = "VAE_SWEEP_NODE_IP"  # overrides LOCAL_NODE_IP for `vae-sweep run` (tests use it)
 SHARED_STORAGE_ENV = "VAE_SWEEP_SHARED_STORAGE"  # "1": --shared-storage (for `ray job submit`)
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own: the cluster to join; `vae-sweep run`'s --address
 DEFAULT_STORAGE = "results"  # under the current directory, made absolute when the sweep starts
 # 4 trials a GPU: the fastest end to end of 0.5, 0.25 and 0.125 with graph-captured steps on an
 # H200 (bench/packing.py: 1.14x over 0.5); sharing hides each trial's start-up. On an H100,
@@ -35,7 +36,8 @@ class SweepConfig:
     samples: int | None = None  # trials; None: the space's
     epochs: int | None = None  # epoch budget (ASHA's max_t); None: the space's
     cpus_per_trial: float = 1.0  # also the trial's torch threads (at least 1)
-    gpus_per_trial: float | None = None  # None: GPU_SHARE when Ray has a GPU now, else 0
+    # None (a local sweep only): GPU_SHARE when Ray has a GPU now, else 0
+    gpus_per_trial: float | None = None
     # Trials at once. None: as many as the local Ray's resources hold; on a cluster, as many
     # as its nodes hold at each moment (Tune starts a trial when resources free up or a node
     # joins), so an autoscaling cluster is not held to what it had at the start.
@@ -47,6 +49,8 @@ class SweepConfig:
     seed: int = 0  # Optuna's sampler and every trial's initialisation
     shared_storage: bool = False  # a local --storage path every node sees (e.g. an NFS mount)
     resume: bool = False  # continue the sweep `name` instead of starting it
+    resume_errored: bool = False  # on resume, errored trials continue from their checkpoints
+    restart_errored: bool = False  # on resume, errored trials start again from scratch
     command: tuple[str, ...] = ()  # the command line, recorded in sweep.json
     tensorboard: bool = False  # also write Ray's TensorBoard event files into each trial folder
     # How the trials that share a GPU share it (sweeps/sharing.py): "mps", clients of an NVIDIA
@@ -63,8 +67,9 @@ class SweepConfig:
         """Fill every None from the space and from what the Ray cluster has.
 
         Args:
-            cluster_gpus: the GPUs the cluster has now. An autoscaling cluster may have none
-                yet (its head has none): pass `gpus_per_trial` for GPU workers it adds later.
+            cluster_gpus: the GPUs Ray has now; they decide `gpus_per_trial` only where it is
+                None, which only a local sweep allows (an autoscaling cluster may have no GPU
+                yet, its head has none, and add GPU workers once trials ask for them).
 
         The space follows the trials' device, not the driver's: the full `default` space for
         GPU trials, `quick` for CPU ones.
@@ -115,8 +120,28 @@ def _problems(c: SweepConfig) -> list[str]:
         out.append(f"--data must be one of {', '.join(DATA_SOURCES)}, but got {c.data!r}")
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or c.seed < 0:
         out.append(f"--seed must be a non-negative integer, but got {c.seed!r}")
+    errored = [
+        f
+        for f, on in (
+            ("--resume-errored", c.resume_errored),
+            ("--restart-errored", c.restart_errored),
+        )
+        if on
+    ]
+    if errored and not c.resume:
+        out.append(f"{' and '.join(errored)} go{'es' if len(errored) == 1 else ''} with --resume")
+    if c.resume_errored and c.restart_errored:
+        out.append("--resume-errored and --restart-errored exclude each other: choose one")
     if c.address is None:
         out.extend(_node_ip_problems(c.node_ip))
+    elif gpus is None and not c.resume:
+        # A cluster's GPUs come and go (the autoscaler adds GPU workers once trials wait for
+        # them), so what it has at the start says nothing about what the trials should get.
+        # A resumed sweep takes its share from its sweep.json.
+        out.append(
+            f"a sweep on a cluster (--address, or ${RAY_ADDRESS_ENV}) needs --gpus-per-trial: "
+            f"0 for CPU trials, or each trial's share of a GPU (e.g. {GPU_SHARE})"
+        )
     if c.sharing not in SHARING:
         out.append(f"the GPU sharing must be one of {', '.join(SHARING)}, but got {c.sharing!r}")
     elif c.sharing != "auto":

@@ -6,6 +6,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -16,10 +20,11 @@ from results_folder.layout import SWEEP_JSON, TRIALS
 from sweeps.bytecode import warn_if_uncompiled
 from sweeps.config import SweepConfig
 from sweeps.local_ray import ray_session
-from sweeps.optuna_study import OptunaDb, search_settings, watch_command
+from sweeps.optuna_study import search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
+from sweeps.searcher import StudyExport
 from sweeps.sharing import gpu_sharing, shares_a_gpu
 from sweeps.tuner import build_tuner, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
@@ -58,6 +63,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     """
     quiet_ray_and_optuna()
     config = replace(config, storage=storage_root(config.storage))
+    storage.check_writable(config.storage)  # before the data loads and Ray starts
     results_dir = storage.join(config.storage, config.name)
     record = _stored_record(results_dir, config)
     if record is not None:
@@ -75,7 +81,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         record = _started(record, config, data, slots, cluster)
         write_sweep_json(results_dir, record)
         _log_start(config, data, slots, results_dir)
-        shared = _fit(config, data, results_dir, slots)
+        with sigterm_as_ctrl_c():
+            shared = _fit(config, data, results_dir, slots)
         # The tuning ends here; a local Ray's shutdown (a second or more) is not part of it.
         ended_at = now()
     record["resources"]["sharing_by_node"] = {
@@ -83,6 +90,21 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         **shared,
     }
     return _finish(config, results_dir, record, ended_at)
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside the block, SIGTERM (`ray job stop`, a process manager) stops the sweep as Ctrl-C
+    does: Ray Tune saves its state and stops the trials. Entered once Ray runs: ray.init puts
+    in a SIGTERM handler of its own, which ends the driver at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals
+        return
+    before = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def storage_root(path: str) -> str:
@@ -115,15 +137,11 @@ def _stored_record(results_dir: str, config: SweepConfig) -> dict | None:
 def _resolve_on(cluster: dict, config: SweepConfig, sharing: str) -> SweepConfig:
     """`config` with every None filled from what Ray has, checked against it, and the way its
     trials share a GPU (`sharing`, as gpu_sharing chose it) set."""
-    if config.address is not None and config.gpus_per_trial is None and not cluster.get("GPU"):
-        log.info(
-            "no GPU in the cluster now: CPU trials; pass --gpus-per-trial (e.g. 0.25) "
-            "for trials on GPU workers that the autoscaler adds"
-        )
     config = config.resolved(cluster_gpus=cluster.get("GPU", 0.0))
     if sharing == "mps" and not shares_a_gpu(config):
         sharing = "time-sliced"  # Ray found no GPU for trials to share after all
-    config = replace(config, sharing=sharing)
+    if config.address is None:  # a cluster's nodes share theirs as set up ("node")
+        config = replace(config, sharing=sharing)
     check_storage_is_shared(config)
     return config
 
@@ -134,7 +152,11 @@ def _started(
     """A new sweep's record, or a resumed one's with this start added."""
     if record is not None:
         record["resumes"].append(
-            {"command": list(config.command), "at": now(), "sharing": config.sharing}
+            {
+                "command": list(config.command),
+                "at": now(),
+                "sharing": "node" if config.address else config.sharing,
+            }
         )
         return record
     return sweep_record(
@@ -182,11 +204,11 @@ def _fit(
     """Run the Tuner, and return how each node's GPU was shared, as its trials reported it
     (node IP -> "mps", "time-sliced" or both, comma-separated); the study's database reaches
     the results folder even if the Tuner fails."""
-    db = OptunaDb(results_dir)
+    db = StudyExport(results_dir, config.name)
     log.info("watch it: %s", watch_command(db.url))
     if config.tensorboard:
         log.info("watch it: tensorboard --logdir %s", results_dir)
-    tuner = build_tuner(config, data, results_dir, slots=slots, db_url=db.url)
+    tuner = build_tuner(config, data, results_dir, slots=slots)
     try:
         grid = tuner.fit()
     finally:

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sweeps.config import LOCAL_NODE_IP
+from sweeps.config import LOCAL_NODE_IP, RAY_ADDRESS_ENV
 from vae_core.errors import VaeSweepError, one_line
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def ray_session(
 
     Args:
         address: None starts a local Ray in this process on a loopback address (dashboard
-            off): `node_ip`, or the fallback choose_node_ip picks; "auto" or HOST:PORT joins
-            a running cluster.
+            off): `node_ip`, or the fallback choose_node_ip picks, whatever RAY_ADDRESS or a
+            `ray start` on this machine says; "auto" or HOST:PORT joins a running cluster.
         node_ip: the local Ray's preferred loopback address (see the module docstring).
         worker_env: environment variables for the local Ray's workers only, not this
             process (a driver that became an MPS client would keep the sweep's MPS daemon
@@ -122,13 +122,24 @@ def ray_session(
             ip = choose_node_ip(node_ip, localhost_ok=localhost_kept())
             log.info("starting a local Ray on %s", ip)
             ray.init(
+                # "local": a new Ray, where None would join the one RAY_ADDRESS names or the
+                # last `ray start --head` here left in /tmp/ray/ray_current_cluster (and hang
+                # if that one is dead).
+                address="local",
                 _node_ip_address=ip,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 runtime_env={"env_vars": worker_env} if worker_env else None,
             )
         else:
-            log.info("connecting to the Ray cluster at %s", address)
+            if address == os.environ.get(RAY_ADDRESS_ENV):
+                log.info(
+                    "joining the Ray cluster at %s (%s is set; unset it for a local Ray)",
+                    address,
+                    RAY_ADDRESS_ENV,
+                )
+            else:
+                log.info("connecting to the Ray cluster at %s", address)
             ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = "start a local Ray" if address is None else f"connect to Ray at {address}"

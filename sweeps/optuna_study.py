@@ -1,21 +1,17 @@
-"""The sweep's Optuna side: the space as Optuna distributions, the TPE sampler, the searcher
-Ray Tune asks for trials, and the study's SQLite file (optuna.db)."""
+"""The sweep's Optuna side: the space as Optuna distributions, the TPE sampler, and the searcher
+Ray Tune asks for trials (sweeps.searcher)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 
 import optuna
 
-from results_folder import storage
-from results_folder.layout import OPTUNA_DB
 from results_folder.schema import METRIC, MODE
 from search_spaces import SearchSpace
 from search_spaces.space import SEARCHABLE
 from sweeps.config import SweepConfig
-from sweeps.searcher import SweepOptunaSearch
+from sweeps.searcher import StudySearch
 from vae_core.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -23,7 +19,6 @@ log = logging.getLogger(__name__)
 # The post's configuration (TrainConfig's defaults): evaluated first, so a sweep never reports
 # worse than the baseline.
 POST_CONFIG = {name: getattr(TrainConfig(), name) for name in SEARCHABLE}
-STAGING_DIR = os.path.join(os.path.expanduser("~"), ".cache", "vae-sweep", "optuna")
 
 
 def optuna_space(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -66,17 +61,18 @@ def sampler(seed: int, samples: int) -> optuna.samplers.TPESampler:
     )
 
 
-def searcher(config: SweepConfig, db_url: str) -> SweepOptunaSearch:
-    """Ray Tune's searcher for a resolved `config`, its study kept in the database `db_url`."""
-    return SweepOptunaSearch(
-        space=optuna_space(config.space),
+def searcher(config: SweepConfig, results_dir: str) -> StudySearch:
+    """Ray Tune's searcher for a resolved `config`; its study's told trials go to optuna.db in
+    `results_dir`."""
+    return StudySearch(
+        optuna_space(config.space),
         metric=METRIC,
         mode=MODE,
-        points_to_evaluate=post_point(config.space),
         sampler=sampler(config.seed, config.samples),
-        study_name=config.name,
-        storage=optuna.storages.RDBStorage(db_url),
+        first=post_point(config.space),
         max_epochs=config.epochs,
+        study_name=config.name,
+        results_dir=results_dir,
     )
 
 
@@ -96,32 +92,6 @@ def search_settings(config: SweepConfig, slots: int | None) -> dict:
 
 
 def watch_command(db_url: str) -> str:
-    """The command that opens the sweep's Optuna study in a browser while it runs
-    (`pip install ".[dashboard]"`; it serves on 127.0.0.1:8080 only)."""
+    """The command that opens the sweep's Optuna study in a browser while it runs, its
+    trials as they finish (`pip install ".[dashboard]"`; it serves on 127.0.0.1:8080 only)."""
     return f"optuna-dashboard {db_url}"
-
-
-class OptunaDb:
-    """The study's SQLite file: in the results folder, or, for s3:// and gs:// (SQLite needs
-    a local file), staged under ~/.cache and copied beside the tables when the sweep stops."""
-
-    def __init__(self, results_dir: str) -> None:
-        if not storage.is_uri(results_dir):
-            os.makedirs(results_dir, exist_ok=True)
-            self.path, self.remote = os.path.join(results_dir, OPTUNA_DB), None
-        else:
-            # A fixed place per results URI: a resumed sweep's restored study points here.
-            digest = hashlib.sha256(results_dir.encode()).hexdigest()[:16]
-            folder = os.path.join(STAGING_DIR, digest)
-            os.makedirs(folder, exist_ok=True)
-            self.path, self.remote = (
-                os.path.join(folder, OPTUNA_DB),
-                storage.join(results_dir, OPTUNA_DB),
-            )
-            if not os.path.exists(self.path) and storage.exists(self.remote):
-                storage.copy(self.remote, self.path)
-        self.url = f"sqlite:///{self.path}"
-
-    def upload(self) -> None:
-        if self.remote is not None:
-            storage.copy(self.path, self.remote)

@@ -45,7 +45,7 @@ def sweep_record(
             # How the trials that share a GPU share it: "mps", "time-sliced", or "node" (a
             # cluster's nodes, as set up); sharing_by_node, filled in as the sweep ends, says
             # what the trials on each node found.
-            "sharing": config.sharing,
+            "sharing": "node" if config.address else config.sharing,
             "sharing_by_node": {},
             "cluster": cluster,
             "address": config.address,

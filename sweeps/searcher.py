@@ -1,27 +1,40 @@
 """Optuna's view of the sweep: which trials count as finished, stopped early, or failed.
 
-Ray's OptunaSearch tells Optuna every trial's last reported value as COMPLETE: under ASHA a
-lower-budget loss that TPE would rank with full-budget ones, and a diverged trial's NaN makes
-`study.tell` raise. Here instead: the whole budget is COMPLETE with its best validation loss;
-stopped by ASHA is PRUNED (TPE ranks it below complete ones, deeper first); diverged is
-COMPLETE with COIN_FLIP_NATS, a finite worst value; crashed is FAIL. Why each: docs/design.md,
-"Optuna and ASHA: what the searcher is told".
+StudySearch is a Ray Tune Searcher (its public API) that drives an Optuna study by ask and
+tell. The study is in memory and rides in Ray's searcher checkpoint, which Tune writes to the
+storage path with every experiment snapshot: a resume needs nothing from the driver's disk.
+Finished trials are copied to optuna.db beside the tables (StudyExport), for optuna-dashboard
+and the analysis.
+
+Whole budget: COMPLETE with its best validation loss; stopped by ASHA: PRUNED (TPE ranks it
+below complete ones, deeper first); diverged: COMPLETE with COIN_FLIP_NATS, a finite worst
+value; crashed: FAIL. Why each: docs/design.md, "Optuna and ASHA: what the searcher is told".
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
+import pickle
+import time
 import warnings
 
-from optuna.trial import TrialState
-from ray.tune.result import TRAINING_ITERATION
-from ray.tune.search.optuna import OptunaSearch
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune.search import Searcher
 
+from results_folder import storage
+from results_folder.layout import OPTUNA_DB
 from sweeps.results import trial_status
 from vae_core.train import COIN_FLIP_NATS
 
 log = logging.getLogger(__name__)
+
+STAGING = "~/.cache/vae-sweep/optuna"  # where a URI results folder's optuna.db lives locally
+UPLOAD_EVERY_S = 30.0  # a URI results folder's optuna.db is refreshed at most this often
 
 
 def optuna_outcome(
@@ -48,52 +61,160 @@ def optuna_outcome(
     return TrialState.COMPLETE, float(best), status
 
 
-class SweepOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna what ASHA's stops and divergence mean (see above)."""
+class StudySearch(Searcher):
+    """Ray Tune's searcher over an in-memory Optuna study (sampler, direction and space given).
 
-    # OptunaSearch's own state that on_trial_complete and restore use: Ray 2.60 has no public
-    # accessor for which Optuna trial a Ray trial is. pyproject.toml pins Ray to the 2.60
-    # series for this; the check below turns a changed Ray into one clear error at start.
-    INTERNALS = ("_ot_trials", "_completed_trials", "_ot_study")
+    Args:
+        space: the searched parameters as Optuna distributions.
+        sampler: Optuna's sampler (TPE; sweeps.optuna_study.sampler).
+        first: configurations to evaluate first (the post's), in order.
+        max_epochs: the epoch budget, which tells a completed trial from one ASHA stopped.
+        results_dir: where optuna.db goes (StudyExport): each trial as it is told, and every
+            told trial after a restore, whose optuna.db may have been lost with its machine.
+    """
 
-    def __init__(self, *args, max_epochs: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_epochs = max_epochs
-        missing = [name for name in self.INTERNALS if not hasattr(self, name)]
-        if missing:
-            import ray
+    def __init__(
+        self,
+        space: dict[str, BaseDistribution],
+        *,
+        metric: str,
+        mode: str,
+        sampler: optuna.samplers.BaseSampler,
+        first: list[dict] = (),
+        max_epochs: int,
+        study_name: str,
+        results_dir: str,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space, self.max_epochs, self.results_dir = space, max_epochs, results_dir
+        self._export: StudyExport | None = None  # opened on first use, never checkpointed
+        self.study = optuna.create_study(
+            study_name=study_name,
+            sampler=sampler,
+            direction="minimize" if mode == "min" else "maximize",
+        )
+        for point in first:
+            self.study.enqueue_trial(point)
+        self.asked: dict[str, optuna.Trial] = {}  # Ray trial id -> its Optuna trial, until told
 
-            raise RuntimeError(
-                f"Ray {ray.__version__}'s OptunaSearch lacks {', '.join(missing)}; "
-                f"vae-sweep needs the Ray series pyproject.toml names"
-            )
+    def suggest(self, trial_id: str) -> dict:
+        trial = self.study.ask(self.space)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        self.asked[trial_id] = trial
+        return dict(trial.params)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        trial = self.asked.get(trial_id) or self._reopen(trial_id)
+        if trial is not None:
+            self._report(trial, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or trial_id in self._completed_trials:
-            return  # resumed sweeps may repeat a completion Optuna already has
+        self._reopen(trial_id)
+        trial = self.asked.pop(trial_id, None)
+        if trial is None:
+            return  # told already: a resumed sweep may repeat a completion
         state, value, status = optuna_outcome(result, error=error, max_epochs=self.max_epochs)
-        try:
-            if result and self.metric in result:
-                # Ray hands the result that ended a trial (ASHA's stop, or the last epoch) to
-                # on_trial_complete only, never to on_trial_result: record it as a step too.
-                with warnings.catch_warnings():  # a resumed trial may repeat a step
-                    warnings.simplefilter("ignore")
-                    ot_trial.report(result[self.metric], result[TRAINING_ITERATION])
-            ot_trial.set_user_attr("ray_trial_id", trial_id)
-            ot_trial.set_user_attr("status", status)
-            self._ot_study.tell(ot_trial, value, state=state)
-        except (ValueError, RuntimeError) as err:  # e.g. already finished in the database
-            log.warning("Optuna did not take trial %s (%s): %s", trial_id, status, err)
-        self._completed_trials.add(trial_id)
+        # Ray hands the result that ended a trial (ASHA's stop, or the last epoch) to
+        # on_trial_complete only, never to on_trial_result: record it as a step too.
+        self._report(trial, result)
+        trial.set_user_attr("status", status)
+        self.export().add([self.study.tell(trial, value, state=state)])
+
+    def _reopen(self, trial_id: str) -> optuna.Trial | None:
+        """A trial told FAIL that runs again (--resume-errored, --restart-errored) is asked
+        anew with the same parameters, so the study learns how it ends; the FAIL stays."""
+        if trial_id in self.asked:
+            return self.asked[trial_id]
+        mine = [
+            t
+            for t in self.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("ray_trial_id") == trial_id
+        ]
+        if not mine or mine[-1].state != TrialState.FAIL:
+            return None  # never asked here, or told how it ended
+        self.study.enqueue_trial(mine[-1].params, user_attrs={"ray_trial_id": trial_id})
+        self.asked[trial_id] = self.study.ask(self.space)
+        return self.asked[trial_id]
+
+    def _report(self, trial: optuna.Trial, result: dict | None) -> None:
+        value = (result or {}).get(self.metric)
+        if value is None or not math.isfinite(value):
+            return  # Optuna refuses NaN as an intermediate value; diverged epochs stay out
+        with warnings.catch_warnings():  # a resumed trial may repeat a step
+            warnings.simplefilter("ignore")
+            trial.report(value, int(result["training_iteration"]))
+
+    def told(self) -> list[FrozenTrial]:
+        """The trials told so far (not the ones still running), in the order asked."""
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return self.study.get_trials(deepcopy=False, states=finished)
+
+    def export(self) -> StudyExport:
+        if self._export is None:
+            self._export = StudyExport(self.results_dir, self.study.study_name)
+        return self._export
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"study": self.study, "asked": self.asked}, f)
+        self.export().upload(every_s=UPLOAD_EVERY_S)
 
     def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        # A driver killed between asking Optuna for a trial and Ray's next snapshot leaves a
-        # RUNNING trial in optuna.db that the restored sweep never runs: close it as FAIL.
-        known = {t.number for t in self._ot_trials.values()}
-        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if orphan.number not in known:
-                self._ot_study.tell(orphan.number, state=TrialState.FAIL)
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        # Saved with Ray's trials in one snapshot: what the study holds as running is what Ray
+        # resumes. optuna.db may have been lost since, or missed trials told after it.
+        self.study, self.asked = state["study"], state["asked"]
+        self.export().add(self.told())
+
+    def __getstate__(self) -> dict:
+        # Tune pickles the searcher with the Tuner; the export holds a database connection.
+        return {**self.__dict__, "_export": None}
+
+
+class StudyExport:
+    """optuna.db: the study's told trials in SQLite, for optuna-dashboard and the analysis.
+
+    In the results folder; for an s3:// or gs:// one (SQLite needs a local file), staged under
+    ~/.cache/vae-sweep/optuna and uploaded beside the tables. Trials are added as they are
+    told, each once (by Ray trial id and start time: a trial that runs again after an error is
+    asked anew), so a copy lost with a machine is rebuilt from the study
+    in Ray's searcher checkpoint, and one that survived is completed.
+    """
+
+    def __init__(self, results_dir: str, study_name: str) -> None:
+        self.remote = storage.join(results_dir, OPTUNA_DB) if storage.is_uri(results_dir) else None
+        if self.remote is None:
+            self.path = os.path.join(results_dir, OPTUNA_DB)
+        else:  # a fixed place per results URI, made anew on a machine that lacks it
+            digest = hashlib.sha256(results_dir.encode()).hexdigest()[:16]
+            self.path = os.path.join(os.path.expanduser(STAGING), digest, OPTUNA_DB)
+            if not os.path.exists(self.path) and storage.exists(self.remote):
+                storage.copy(self.remote, self.path)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.url = f"sqlite:///{self.path}"
+        self.db = optuna.create_study(
+            storage=optuna.storages.RDBStorage(self.url),
+            study_name=study_name,
+            load_if_exists=True,
+        )
+        self.seen = {_key(t) for t in self.db.get_trials(deepcopy=False)}
+        self.uploaded_at = -math.inf
+
+    def add(self, trials: list[FrozenTrial]) -> None:
+        new = [t for t in trials if _key(t) not in self.seen]
+        if new:
+            self.db.add_trials(new)
+            self.seen.update(_key(t) for t in new)
+
+    def upload(self, every_s: float = 0.0) -> None:
+        """Copy a staged optuna.db beside the tables (at most every `every_s` seconds)."""
+        if self.remote is not None and time.monotonic() - self.uploaded_at >= every_s:
+            storage.copy(self.path, self.remote)
+            self.uploaded_at = time.monotonic()
+
+
+def _key(trial: FrozenTrial) -> tuple:
+    return trial.user_attrs.get("ray_trial_id"), trial.datetime_start

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from results_folder import storage
+from results_folder.atomic_fs import atomic_local_filesystem
 from results_folder.schema import METRIC, MODE
 from results_folder.sweep_json import param_kinds
 from sweeps.config import SweepConfig
@@ -26,7 +29,6 @@ def build_tuner(
     results_dir: str,
     *,
     slots: int | None,
-    db_url: str,
 ) -> tune.Tuner:
     """The Tuner for a resolved `config` (see SweepConfig.resolved); restored on resume.
 
@@ -35,11 +37,17 @@ def build_tuner(
     trainable = make_trainable(config, data)
     if config.resume:
         # Tuner.restore brings back the searcher (its Optuna study), ASHA, the callbacks and
-        # every trial; unfinished trials continue from their latest checkpoints.
+        # every trial; unfinished trials continue from their latest checkpoints, and errored
+        # ones too where asked (the searcher asks them anew: StudySearch._reopen).
         return tune.Tuner.restore(
-            results_dir, trainable=trainable, param_space=fixed_config(config, data)
+            results_dir,
+            trainable=trainable,
+            param_space=fixed_config(config, data),
+            resume_errored=config.resume_errored,
+            restart_errored=config.restart_errored,
+            storage_filesystem=storage_filesystem(config.storage),
         )
-    search = searcher(config, db_url)
+    search = searcher(config, results_dir)
     return tune.Tuner(
         trainable,
         param_space=fixed_config(config, data),
@@ -54,6 +62,7 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=config.name,
             storage_path=config.storage,
+            storage_filesystem=storage_filesystem(config.storage),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             # Keep the best checkpoint (for the analysis) and the latest (to resume from).
             checkpoint_config=tune.CheckpointConfig(
@@ -63,6 +72,12 @@ def build_tuner(
             verbose=0,  # Progress replaces Ray's per-result output
         ),
     )
+
+
+def storage_filesystem(path: str) -> pafs.FileSystem | None:
+    """For a local (or NFS) storage path, one where Ray's files appear whole or not at all
+    (results_folder.atomic_fs); a URI's object store is so already (None: Ray's own)."""
+    return None if storage.is_uri(path) else atomic_local_filesystem()
 
 
 def callbacks(config: SweepConfig, results_dir: str) -> list[tune.Callback]:

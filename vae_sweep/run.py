@@ -18,6 +18,7 @@ import typing
 from sweeps.config import (
     LOCAL_NODE_IP,
     NODE_IP_ENV,
+    RAY_ADDRESS_ENV,
     SHARED_STORAGE_ENV,
     SweepConfig,
 )
@@ -35,12 +36,12 @@ HELP = {
     "samples": "trials (default: the space's)",
     "epochs": "epoch budget per trial, ASHA's max_t (default: the space's)",
     "cpus_per_trial": "CPUs per trial, also its torch threads (default: {default:g})",
-    "gpus_per_trial": "GPU share per trial; 0.25 runs 4 trials on one GPU (default: 0.25 when "
-    "Ray has a GPU, else 0); a sweep on a cluster whose GPU workers are not up yet passes it",
+    "gpus_per_trial": "GPU share per trial, 0 for CPU trials; 0.25 runs 4 trials on one GPU "
+    "(default for a local sweep: 0.25 when Ray has a GPU, else 0; required with --address)",
     "max_concurrent": "most trials at once (default: as many as the local Ray holds; on a "
     "cluster, as many as its nodes hold at each moment, growing as nodes join)",
-    "address": "Ray cluster to use: 'auto' or HOST:PORT (default: start a local Ray in this "
-    "process, on a loopback address)",
+    "address": f"Ray cluster to use: 'auto' or HOST:PORT (default: ${RAY_ADDRESS_ENV}, Ray's "
+    "own, where set; else start a local Ray in this process, on a loopback address)",
     "node_ip": f"loopback address of the local Ray; {LOCAL_NODE_IP} keeps every Ray port on "
     f"127.0.0.1, another 127.x address is kept as given but Ray listens on all interfaces "
     f"(default: ${NODE_IP_ENV} or {{default}})",
@@ -51,13 +52,21 @@ HELP = {
     f"without it a multi-node cluster needs an s3:// or gs:// --storage (default: "
     f"${SHARED_STORAGE_ENV}=1)",
     "resume": "continue the interrupted sweep --name with its own settings",
+    "resume_errored": "with --resume: errored trials continue from their last checkpoints "
+    "(e.g. after a reclaimed spot node)",
+    "restart_errored": "with --resume: errored trials start again from scratch",
     "tensorboard": "also write TensorBoard event files into each trial's folder",
 }
 # SweepConfig fields that are not options of their own: the command line itself, and the GPU
 # sharing, which --mps and --time-sliced set (add_sharing_options).
 NOT_OPTIONS = ("command", "sharing")
 # Where a user sets an option's default in the environment (for `ray job submit`, tests).
-ENV_DEFAULTS = {"node_ip": NODE_IP_ENV, "shared_storage": SHARED_STORAGE_ENV}
+# RAY_ADDRESS is Ray's own: a Ray user expects a program to join the cluster it names.
+ENV_DEFAULTS = {
+    "node_ip": NODE_IP_ENV,
+    "shared_storage": SHARED_STORAGE_ENV,
+    "address": RAY_ADDRESS_ENV,
+}
 # Settings of the sweep itself: --resume takes them from the sweep's sweep.json instead.
 SWEEP_OPTIONS = (
     "space",

@@ -76,8 +76,8 @@ def test_sweep_on_a_cpu_less_head_grows_onto_a_joining_worker(start_cluster):
         space, storage = cluster.root / "space.yaml", cluster.root / "results"
         space.write_text(SPACE)
         job_id = cluster.submit(
-            f"{SHARED} vae-sweep run --address auto --space {space} --data mnist-5k "
-            f"--storage {storage} --name grow --no-analyze"
+            f"{SHARED} vae-sweep run --address auto --gpus-per-trial 0 --space {space} "
+            f"--data mnist-5k --storage {storage} --name grow --no-analyze"
         )
         # The sweep has started, with no limit taken from the empty head, yet nothing can
         # run: no trial has reported.
@@ -96,5 +96,8 @@ def test_sweep_on_a_cpu_less_head_grows_onto_a_joining_worker(start_cluster):
     # No limit frozen at the start (the head had room for 0 trials): the worker's 2 CPUs
     # ran 2 trials at once, never more.
     assert record["search"]["max_concurrent"] is None
+    # The nodes share their GPUs as they are set up; these CPU trials shared none.
+    assert record["resources"]["sharing"] == "node"
+    assert record["resources"]["sharing_by_node"] == {}
     assert len(intervals) == SAMPLES
     assert most_at_once(intervals) == WORKER_CPUS, intervals

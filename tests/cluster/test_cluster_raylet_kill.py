@@ -63,8 +63,8 @@ def test_sweep_survives_a_dead_worker_raylet(start_cluster):
         space, storage = cluster.root / "space.yaml", cluster.root / "results"
         space.write_text(SPACE)
         job_id = cluster.submit(
-            f"{SHARED} vae-sweep run --address auto --space {space} --data mnist-5k "
-            f"--storage {storage} --name kill --no-analyze"
+            f"{SHARED} vae-sweep run --address auto --gpus-per-trial 0 --space {space} "
+            f"--data mnist-5k --storage {storage} --name kill --no-analyze"
         )
         victim = wait_for_trial_midway_on(cluster.worker_ip, storage / "kill")
         os.kill(cluster.raylet_pid(cluster.worker_ip), signal.SIGKILL)

@@ -20,8 +20,8 @@ SHARED = "VAE_SWEEP_SHARED_STORAGE=1"
 # 2 epochs of the 5k sample (4,000 training digits): ~40 s on 2 cores; each node has 1 CPU,
 # so the 2 trials that run at once are one per node.
 SWEEP = (
-    f"vae-sweep run --address auto --space quick --samples {SAMPLES} --epochs 2 "
-    f"--data mnist-5k --name {NAME} --no-analyze"
+    f"vae-sweep run --address auto --gpus-per-trial 0 --space quick --samples {SAMPLES} "
+    f"--epochs 2 --data mnist-5k --name {NAME} --no-analyze"
 )
 
 
@@ -65,6 +65,8 @@ def test_local_storage_on_two_nodes_is_refused(cluster):
             "run",
             "--address",
             cluster.gcs_address,
+            "--gpus-per-trial",
+            "0",
             "--storage",
             str(storage),
             "--name",
@@ -85,3 +87,23 @@ def test_local_storage_on_two_nodes_is_refused(cluster):
     assert proc.returncode != 0
     assert "shared" in proc.stderr  # the message says why and how to declare it
     assert not (storage / "refused").exists()
+
+
+def test_ray_address_in_the_environment_joins_that_cluster(cluster):
+    # Ray's own rule: a program given no address joins the cluster RAY_ADDRESS names. The
+    # sweep does, says so, and is then a cluster sweep: refused, as above, for local storage
+    # on two nodes, where a local Ray of its own would have run it.
+    storage = cluster.root / "via-ray-address"
+    proc = subprocess.run(
+        [VAE_SWEEP, "run", "--gpus-per-trial", "0", "--storage", str(storage)]
+        + ["--name", "env", "--samples", "1", "--epochs", "1", "--data", "mnist-5k"],
+        env={**cluster.env, "RAY_ADDRESS": cluster.gcs_address},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    joining = f"joining the Ray cluster at {cluster.gcs_address} (RAY_ADDRESS is set; "
+    assert joining in proc.stderr, proc.stderr[-3000:]
+    assert "shared" in proc.stderr.splitlines()[-1]
+    assert not (storage / "env").exists()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 
 from sweeps.local_ray import LOOPBACK_ALIAS, can_bind, choose_node_ip
+from tests.conftest import SUBPROCESS_NODE_IP, run_probe, subprocess_env
 from vae_core.errors import VaeSweepError
 
 MISSING_IP = "127.0.0.9"  # the address the fallback test makes unavailable, as macOS's lo0 is
@@ -177,3 +180,42 @@ def test_a_local_sweep_falls_back_listens_on_loopback_only_and_wants_the_token(
     # Token authentication stayed on: a client without the token is refused.
     assert refused is not None and refused.returncode != 0
     assert "InvalidAuthToken" in refused.stderr, refused.stderr[-2000:]
+
+
+# --- a local Ray whatever `ray start` left on the machine ---------------------------------------
+
+# Starts the sweep's local Ray as `vae-sweep run` does and prints its GCS address.
+LOCAL_SESSION = textwrap.dedent(
+    """
+    import sys
+    from sweeps.local_ray import single_machine_mode
+    single_machine_mode()
+    import ray
+    from sweeps.local_ray import ray_session
+    with ray_session(None, sys.argv[1]):
+        print(ray.get_runtime_context().gcs_address)
+    """
+)
+DEAD_IP = "127.0.0.5"  # no Ray runs here
+
+
+def test_a_local_sweep_starts_its_own_ray_where_ray_start_left_an_address():
+    # `ray start --head` writes its address to <Ray's temp dir>/ray_current_cluster, which
+    # ray.init() without an address joins (and retries for minutes when that Ray is gone).
+    # RAY_TMPDIR gives this test a temp dir of its own, so the machine's /tmp/ray (every Ray
+    # here reads its ray_current_cluster) is left alone. Short: Ray's sockets live below it.
+    tmp = Path(tempfile.mkdtemp(prefix="vsr-", dir="/tmp"))
+    try:
+        (tmp / "ray").mkdir()
+        with socket.socket() as s:
+            s.bind((DEAD_IP, 0))
+            dead = f"{DEAD_IP}:{s.getsockname()[1]}"  # nothing listens once it is closed
+        (tmp / "ray" / "ray_current_cluster").write_text(dead)
+        env = {k: v for k, v in subprocess_env().items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = str(tmp)
+        proc = run_probe(LOCAL_SESSION, env, timeout=180)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().startswith(f"{SUBPROCESS_NODE_IP}:"), proc.stdout
+    assert dead not in proc.stderr

@@ -79,6 +79,35 @@ def test_two_whole_gpus_per_trial_are_allowed():
     assert SweepConfig(name="x", gpus_per_trial=2).gpus_per_trial == 2
 
 
+def test_a_cluster_sweep_must_be_told_its_gpu_share():
+    with pytest.raises(ConfigError, match=r"RAY_ADDRESS\) needs --gpus-per-trial: 0 for CPU"):
+        SweepConfig(name="x", address="auto")
+    assert SweepConfig(name="x", address="auto", gpus_per_trial=0).gpus_per_trial == 0
+    # A resumed sweep's share comes from its sweep.json (run refuses the option with --resume).
+    assert SweepConfig(name="x", address="auto", resume=True).gpus_per_trial is None
+
+
+def test_ray_address_in_the_environment_is_the_cluster_to_join(monkeypatch):
+    # Ray's own rule for a program given no address; --address still decides where given.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.5:6379")
+    assert config_from("--gpus-per-trial", "0").address == "127.0.0.5:6379"
+    assert config_from("--address", "auto", "--gpus-per-trial", "0").address == "auto"
+    with pytest.raises(ConfigError, match=r"--address, or \$RAY_ADDRESS\) needs --gpus-per"):
+        config_from()
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    assert config_from().address is None  # set but empty: a local Ray, as Ray reads it
+
+
+def test_a_cluster_sweep_without_a_gpu_share_is_one_line_before_anything_starts(tmp_path, capsys):
+    storage = tmp_path / "results"
+    code = cli.main(["run", "--address", "auto", "--storage", str(storage), "--name", "c"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("vae-sweep: error: "), err
+    assert "--gpus-per-trial" in err
+    assert not storage.exists()
+
+
 def test_the_local_default_is_127_0_0_1():
     # Ray's single-machine mode keeps it and listens there only (tests/sweeps/test_local_ray.py).
     assert config_from().node_ip == "127.0.0.1"
@@ -92,9 +121,13 @@ def test_the_local_default_is_127_0_0_1():
         (("--max-concurrent", "8"), {"CPU": 2.0}, 2),  # local: never more than fits
         # A cluster: no limit frozen at the start, even with an empty (CPU: 0) head; Tune
         # runs what the nodes there are hold, as they join.
-        (("--address", "auto"), {"CPU": 0.0}, None),
+        (("--address", "auto", "--gpus-per-trial", "0"), {"CPU": 0.0}, None),
         (("--address", "auto", "--gpus-per-trial", "0.25"), {}, None),
-        (("--address", "auto", "--max-concurrent", "16"), {"CPU": 0.0}, 16),
+        (
+            ("--address", "auto", "--gpus-per-trial", "0", "--max-concurrent", "16"),
+            {"CPU": 0.0},
+            16,
+        ),
     ],
 )
 def test_concurrency_limit(argv, cluster, expected):

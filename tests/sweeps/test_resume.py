@@ -37,7 +37,14 @@ def stop_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_killed_sweep_resumes_and_keeps_its_finished_trials(make_space, cli_env, tmp_path):
+@pytest.mark.parametrize(
+    "stop",
+    # SIGKILL: as if the driver's machine were lost, its home folder with it (the resume runs
+    # on a clean one). SIGTERM: `ray job stop`, a process manager; handled as Ctrl-C.
+    [signal.SIGKILL, signal.SIGTERM],
+    ids=["lost-head", "sigterm"],
+)
+def test_stopped_sweep_resumes_and_keeps_its_finished_trials(make_space, cli_env, tmp_path, stop):
     space = make_space("resumable", samples=SAMPLES, epochs=3, train_limit=300)
     storage = tmp_path / "results"
     folder = storage / "killed"
@@ -59,17 +66,23 @@ def test_killed_sweep_resumes_and_keeps_its_finished_trials(make_space, cli_env,
             assert first.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "no 2 finished trials in 300 s"
             time.sleep(0.2)
-        os.kill(first.pid, signal.SIGKILL)  # the driver only: as if its machine lost it
-        first.wait(timeout=30)
+        os.kill(first.pid, stop)  # the driver only
+        code = first.wait(timeout=120)
     finally:
         stop_group(first)
         log.close()
+    said = (tmp_path / "first.log").read_text()
+    if stop == signal.SIGTERM:  # stopped as on Ctrl-C: saved, and told how to go on
+        assert code == 130, said[-3000:]
+        assert f"--storage {storage} --resume`" in said.splitlines()[-1]
     before = pd.read_parquet(folder / "trials.parquet")
     assert 2 <= len(before) < SAMPLES
 
+    home = tmp_path / "clean-home"
+    home.mkdir()
     resumed = subprocess.run(
         run_cli(*args, "--resume"),
-        env=cli_env,
+        env={**cli_env, "HOME": str(home)} if stop == signal.SIGKILL else cli_env,
         capture_output=True,
         text=True,
         timeout=600,

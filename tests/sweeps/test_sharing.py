@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,6 +22,7 @@ import torch
 from sweeps import SweepConfig
 from sweeps.mps import CONTROL, PIPE_ENV, mps_env, running_daemon
 from sweeps.sharing import gpu_sharing
+from tests.conftest import run_probe
 from vae_core.errors import ConfigError, DeviceError
 from vae_sweep import cli
 from vae_sweep.run import sweep_config
@@ -34,7 +36,8 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has 
     [
         ({}, "time-sliced"),  # no GPU: nothing to share
         ({"gpus_per_trial": 0.25}, "time-sliced"),
-        ({"address": "auto"}, "node"),  # a cluster's nodes share theirs as set up to
+        # A cluster's nodes share theirs as they are set up to.
+        ({"address": "auto", "gpus_per_trial": 0.25}, "node"),
     ],
 )
 def test_what_auto_picks_without_a_gpu(options, way):
@@ -50,15 +53,29 @@ def test_trials_that_share_no_gpu_take_no_daemon(monkeypatch, gpus):
         assert chosen == ("time-sliced", {})
 
 
-def test_auto_takes_turns_where_mps_cannot_run_saying_why(monkeypatch, mps_pipe, tmp_path, caplog):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the rest runs for real
-    monkeypatch.setenv("PATH", str(tmp_path))  # no control program
-    caplog.set_level(logging.INFO, logger="sweeps.sharing")
+# A process of its own: one that has joined a Ray (this session's) asks that Ray instead.
+NO_CONTROL_PROGRAM = textwrap.dedent(
+    """
+    import logging, torch
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    torch.cuda.is_available = lambda: True  # the rest runs for real
+    from sweeps import SweepConfig
+    from sweeps.sharing import gpu_sharing
+
     with gpu_sharing(SweepConfig(name="s")) as chosen:
-        assert chosen == ("time-sliced", {})
-    assert [r.getMessage() for r in caplog.records] == [
-        f"--mps needs NVIDIA's {CONTROL} on the PATH (it comes with the driver); the trials "
-        "that share a GPU take turns on it instead"
+        print(chosen)
+    """
+)
+
+
+def test_auto_takes_turns_where_mps_cannot_run_saying_why(cli_env, tmp_path):
+    proc = run_probe(NO_CONTROL_PROGRAM, {**cli_env, "PATH": str(tmp_path)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "('time-sliced', {})"
+    said = [line for line in proc.stderr.splitlines() if line.startswith("sweeps.sharing")]
+    assert said == [
+        f"sweeps.sharing: --mps needs NVIDIA's {CONTROL} on the PATH (it comes with the "
+        "driver); the trials that share a GPU take turns on it instead"
     ]
 
 

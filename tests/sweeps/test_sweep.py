@@ -141,7 +141,8 @@ def test_sampled_values_lie_inside_the_space(small_sweep, tables):
 
 def test_the_posts_config_is_the_first_trial(tables, study):
     trials, _ = tables
-    first = study.trials[0]
+    # optuna.db holds the trials as they finished: the first asked started first.
+    first = min(study.trials, key=lambda t: t.datetime_start)
     assert first.params == {k: POST_CONFIG[k] for k in PARAMS}
     assert trials.iloc[0]["trial_id"] == first.user_attrs["ray_trial_id"]
     assert {k: trials.iloc[0][k] for k in PARAMS} == first.params
