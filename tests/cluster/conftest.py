@@ -78,9 +78,11 @@ class LoopbackCluster:
             self.dashboard_url, headers=self.auth_headers if headers is None else headers
         )
 
-    def submit(self, entrypoint: str) -> str:
-        """Submit a Ray job with the token; returns its id."""
-        return self.job_client().submit_job(entrypoint=entrypoint)
+    def submit(self, entrypoint: str, runtime_env: dict | None = None) -> str:
+        """Submit a Ray job with the token; returns its id. `runtime_env` as `ray job submit
+        --runtime-env-json` takes it: its env_vars reach the driver and every worker of the
+        job, on both nodes."""
+        return self.job_client().submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
 
     def wait_for_job(self, job_id: str, timeout: float = JOB_TIMEOUT_S) -> tuple[str, str]:
         """Wait until the job ends (stopping it after `timeout`); returns (status, logs)."""
