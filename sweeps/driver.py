@@ -3,6 +3,7 @@ or join Ray, run (or resume) the Tuner and return the outcome read back from tri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -24,11 +25,12 @@ from sweeps.optuna_study import search_settings, watch_command
 from sweeps.quiet import quiet_ray_and_optuna
 from sweeps.record import now, stored_config, sweep_record
 from sweeps.resources import check_storage_is_shared, max_concurrent
+from sweeps.results import StorageWriteError
 from sweeps.searcher import StudyExport
 from sweeps.sharing import gpu_sharing, shares_a_gpu
 from sweeps.tuner import build_tuner, scheduler_settings
 from vae_core.data import MnistSplits, load_mnist
-from vae_core.errors import ConfigError
+from vae_core.errors import ConfigError, ResultsError
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +204,9 @@ def _fit(
     config: SweepConfig, data: MnistSplits, results_dir: str, slots: int | None
 ) -> dict[str, str]:
     """Run the Tuner, and return how each node's GPU was shared, as its trials reported it
-    (node IP -> "mps", "time-sliced" or both, comma-separated); the study's database reaches
-    the results folder even if the Tuner fails."""
+        (node IP -> "mps", "time-sliced" or both, comma-separated); the study's database reaches
+        the results folder even if the Tuner fails. A write the storage refused (a full disk)
+    stops the sweep with one StorageWriteError that says how to go on."""
     db = StudyExport(results_dir, config.name)
     log.info("watch it: %s", watch_command(db.url))
     if config.tensorboard:
@@ -211,9 +214,26 @@ def _fit(
     tuner = build_tuner(config, data, results_dir, slots=slots)
     try:
         grid = tuner.fit()
-    finally:
-        db.upload()
+    except Exception as err:
+        with contextlib.suppress(OSError, ResultsError):  # the study's copy, as far as it got
+            db.upload()
+        refused = _cause(err, StorageWriteError)
+        if refused is None:
+            raise
+        raise StorageWriteError(
+            f"{refused}; the sweep stopped, nothing it finished is lost: make room, then "
+            f"continue with `vae-sweep run --name {config.name} --storage {config.storage} "
+            f"--resume`"
+        ) from None
+    db.upload()
     return sharing_by_node(result.metrics or {} for result in grid)
+
+
+def _cause(err: BaseException | None, kind: type) -> BaseException | None:
+    """`err`, or the exception of type `kind` it was raised from (Tune wraps its callbacks')."""
+    while err is not None and not isinstance(err, kind):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def sharing_by_node(last_results) -> dict[str, str]:

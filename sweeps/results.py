@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from ray import tune
 
 from results_folder import storage
 from results_folder.layout import CHECKPOINT_FILE, EPOCHS, TRIALS
 from results_folder.schema import EPOCH_COLUMNS, trial_columns, typed_frame
+from vae_core.errors import ResultsError, one_line
 from vae_core.train import EPOCH_METRICS
 
 WHERE_KEYS = ("device", "precision", "node_id", "node_ip", "hostname")
@@ -50,6 +52,47 @@ def trial_status(*, errored: bool, diverged: bool, epochs_run: int, max_epochs: 
         return "diverged"
     # A trial only ends before its budget when ASHA stops it (or it diverges).
     return "early_stopped" if epochs_run < max_epochs else "completed"
+
+
+def finished_in_tables(results_dir: str) -> dict[str, tuple[dict, list[dict]]]:
+    """Trial id -> (its trials.parquet row, its epochs.parquet rows), for every trial the
+    tables on storage call finished. Ray uploads its snapshot in the background, so a driver
+    killed after writing the tables can leave them knowing more than the snapshot a resume
+    starts from: the resume keeps what they say (ResultsWriter, StudySearch)."""
+    if not storage.exists(storage.join(results_dir, TRIALS)):
+        return {}
+    trials = storage.read_parquet(storage.join(results_dir, TRIALS))
+    epochs = storage.read_parquet(storage.join(results_dir, EPOCHS))
+    by_trial = {k: g for k, g in epochs.groupby("trial_id")}
+    empty = epochs.iloc[:0]
+    return {
+        row["trial_id"]: (
+            _plain(row),
+            [_plain(e) for _, e in by_trial.get(row["trial_id"], empty).iterrows()],
+        )
+        for _, row in trials.iterrows()
+    }
+
+
+def _plain(row: pd.Series) -> dict:
+    return {k: None if pd.isna(v) else v for k, v in row.items()}
+
+
+def logged(row: dict, epochs: list[dict], params: list[str]) -> TrialLog:
+    """A finished trial's log rebuilt from its rows in the tables (finished_in_tables)."""
+    path = row.get("checkpoint_path")
+    trial_dir, checkpoint = path.split("/")[:2] if path else (row["trial_id"], None)
+    return TrialLog(
+        trial_id=row["trial_id"],
+        trial_dir=trial_dir,
+        params={name: row.get(name) for name in params},
+        epochs={int(e["epoch"]): {k: e.get(k) for k in EPOCH_METRICS} for e in epochs},
+        checkpoints={int(row["best_epoch"]): checkpoint} if checkpoint else {},
+        where={k: row.get(k) for k in WHERE_KEYS},
+        wall_seconds=row.get("wall_seconds") or math.nan,
+        finished="error" if row["status"] == "error" else "terminated",
+        error=row.get("error"),
+    )
 
 
 def trial_log(logs: dict[str, TrialLog], trial, params: list[str]) -> TrialLog:
@@ -140,6 +183,33 @@ def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
+class StorageWriteError(ResultsError):
+    """A write to the results folder failed: the sweep stops rather than fail every trial."""
+
+
+# What a trial's error says when its checkpoint could not be written: no retry helps, and
+# every trial after it would fail the same way.
+REFUSED_WRITES = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "AccessDenied",
+)
+
+
+def _stop_if_storage_refused(trial, results_dir: str) -> None:
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        return
+    refused = [line.strip() for line in text.splitlines() if any(w in line for w in REFUSED_WRITES)]
+    if refused:
+        raise StorageWriteError(
+            f"trial {trial.trial_id} could not write its checkpoint under {results_dir}: "
+            f"{refused[-1][:300]}"
+        )
+
+
 def _error_line(trial) -> str:
     """The last line of the trial's error file: the exception and its message."""
     try:
@@ -166,6 +236,7 @@ class ResultsWriter(tune.Callback):
         self.max_epochs = max_epochs
         self.interval_s = interval_s  # a big sweep rewrites its tables at most this often
         self.logs: dict[str, TrialLog] = {}
+        self.kept: set[str] = set()  # finished in the tables a resume started from
         self._last_write = 0.0
         self._stale = self._finished_since_write = False  # results not yet in the tables
 
@@ -174,13 +245,18 @@ class ResultsWriter(tune.Callback):
             trial_log(self.logs, t, list(self.param_types))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        record_result(self.logs, trial, result, list(self.param_types))
-        self._stale = True
+        if trial.trial_id not in self.kept:
+            record_result(self.logs, trial, result, list(self.param_types))
+            self._stale = True
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._finish(trial, "terminated")
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        _stop_if_storage_refused(trial, self.results_dir)
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        _stop_if_storage_refused(trial, self.results_dir)
         self._finish(trial, "error", _error_line(trial))
 
     def on_step_end(self, iteration, trials, **info) -> None:
@@ -198,13 +274,25 @@ class ResultsWriter(tune.Callback):
 
     def set_state(self, state: dict) -> None:
         self.logs = state["logs"]
+        # Finished in the tables: kept as they are there, whatever Ray runs again.
+        for trial_id, (row, epochs) in finished_in_tables(self.results_dir).items():
+            if trial_id not in self.logs or not self.logs[trial_id].finished:
+                self.logs[trial_id] = logged(row, epochs, list(self.param_types))
+            self.kept.add(trial_id)
 
     def write(self) -> None:
-        write_tables(self.results_dir, self.logs, self.param_types, self.max_epochs)
+        try:
+            write_tables(self.results_dir, self.logs, self.param_types, self.max_epochs)
+        except (OSError, pa.ArrowException) as err:  # the tables on storage stay as they were
+            raise StorageWriteError(
+                f"cannot write the result tables in {self.results_dir}: {one_line(err)}"
+            ) from err
         self._last_write = time.monotonic()
         self._stale = self._finished_since_write = False
 
     def _finish(self, trial, how: str, error: str | None = None) -> None:
+        if trial.trial_id in self.kept:
+            return
         entry = trial_log(self.logs, trial, list(self.param_types))
         entry.finished, entry.error = how, error
         self._finished_since_write = True

@@ -28,7 +28,7 @@ from ray.tune.search import Searcher
 
 from results_folder import storage
 from results_folder.layout import OPTUNA_DB
-from sweeps.results import trial_status
+from sweeps.results import finished_in_tables, trial_status
 from vae_core.train import COIN_FLIP_NATS
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,23 @@ class StudySearch(Searcher):
         # Saved with Ray's trials in one snapshot: what the study holds as running is what Ray
         # resumes. optuna.db may have been lost since, or missed trials told after it.
         self.study, self.asked = state["study"], state["asked"]
+        for trial_id, (row, epochs) in finished_in_tables(self.results_dir).items():
+            if trial_id in self.asked:  # finished after the snapshot: as the tables say
+                self._tell_from_tables(self.asked.pop(trial_id), row, epochs)
         self.export().add(self.told())
+
+    def _tell_from_tables(self, trial: optuna.Trial, row: dict, epochs: list[dict]) -> None:
+        for epoch in epochs:
+            self._report(trial, {**epoch, "training_iteration": epoch["epoch"]})
+        result = {
+            "epoch": row["epochs_run"],
+            "best_val_loss": row["best_val_loss"],
+            "diverged": row["status"] == "diverged",
+        }
+        error = row["status"] == "error"
+        state, value, status = optuna_outcome(result, error=error, max_epochs=self.max_epochs)
+        trial.set_user_attr("status", status)
+        self.study.tell(trial, value, state=state)
 
     def __getstate__(self) -> dict:
         # Tune pickles the searcher with the Tuner; the export holds a database connection.
@@ -191,9 +207,9 @@ class StudyExport:
         else:  # a fixed place per results URI, made anew on a machine that lacks it
             digest = hashlib.sha256(results_dir.encode()).hexdigest()[:16]
             self.path = os.path.join(os.path.expanduser(STAGING), digest, OPTUNA_DB)
-            if not os.path.exists(self.path) and storage.exists(self.remote):
-                storage.copy(self.remote, self.path)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if self.remote and not os.path.exists(self.path) and storage.exists(self.remote):
+            storage.copy(self.remote, self.path)
         self.url = f"sqlite:///{self.path}"
         self.db = optuna.create_study(
             storage=optuna.storages.RDBStorage(self.url),

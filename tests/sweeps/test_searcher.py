@@ -10,8 +10,9 @@ from optuna.trial import TrialState
 
 from search_spaces import load_space
 from sweeps.optuna_study import optuna_space, sampler
+from sweeps.results import ResultsWriter, TrialLog, trials_table, write_tables
 from sweeps.searcher import StudySearch
-from vae_core.train import COIN_FLIP_NATS
+from vae_core.train import COIN_FLIP_NATS, EPOCH_METRICS
 
 MAX_EPOCHS = 3
 
@@ -126,3 +127,38 @@ def test_an_errored_trial_run_again_is_asked_anew_with_its_parameters(make_searc
     assert [t.state for t in exported(tmp_path)] == [TrialState.FAIL, TrialState.COMPLETE]
     searcher.on_trial_complete("b", {"val_loss": 1.0, "training_iteration": 3, "epoch": 3})
     assert len(searcher.told()) == 2  # told once more: ignored
+
+
+def test_a_trial_the_tables_finished_after_the_snapshot_is_told_as_they_say(
+    make_searcher, tmp_path
+):
+    """Ray uploads its snapshot in the background, after which the tables are written: a
+    driver killed between the two resumes from a snapshot where a trial the tables call
+    finished still runs. The study and the tables' writer keep it as the tables say."""
+    searcher = make_searcher()
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # both running in the snapshot
+    log = TrialLog("a", "a", {"z_dim": 10, "fc_size": 400, "lr": 1e-3})
+    for number, loss in enumerate([130.0, 120.0, 125.0], start=1):
+        log.epochs[number] = {**dict.fromkeys(EPOCH_METRICS), "epoch": number, "val_loss": loss}
+        log.epochs[number].update(diverged=False, images_per_second=1.0)
+    log.checkpoints[2], log.finished = "checkpoint_000001", "terminated"
+    types = {"z_dim": "int", "fc_size": "int", "lr": "float"}
+    write_tables(str(tmp_path), {"a": log}, types, MAX_EPOCHS)
+
+    restored = make_searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert list(restored.asked) == ["b"]  # a is told; Ray's re-run of it changes nothing
+    (a,) = restored.told()
+    assert (a.state, a.value, a.user_attrs["status"]) == (TrialState.COMPLETE, 120.0, "completed")
+    assert a.intermediate_values == {1: 130.0, 2: 120.0, 3: 125.0}
+    restored.on_trial_complete("a", None, error=True)
+    assert [t.state for t in restored.told()] == [TrialState.COMPLETE]
+
+    writer = ResultsWriter(str(tmp_path), types, MAX_EPOCHS)
+    writer.set_state({"logs": {"a": TrialLog("a", "a", log.params)}})  # running, 0 epochs
+    writer.write()
+    (row,) = trials_table(writer.logs, types, MAX_EPOCHS).to_dict("records")
+    assert (row["status"], row["epochs_run"], row["best_val_loss"]) == ("completed", 3, 120.0)
+    assert row["checkpoint_path"] == "a/checkpoint_000001/checkpoint.pt"
