@@ -52,7 +52,8 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_the_resume_loses_nothing(
     assert f"vae-sweep run --name f --storage {small_disk} --resume" in last
     assert "Traceback" not in full.stderr, full.stderr[-3000:]
     folder = small_disk / "f"
-    before = pd.read_parquet(folder / "trials.parquet") if (folder / "trials.parquet").exists() else None
+    table = folder / "trials.parquet"
+    before = pd.read_parquet(table) if table.exists() else None  # the old table, whole
 
     subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
     resumed = run(*args, "--resume", env=cli_env)
