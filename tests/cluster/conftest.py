@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -141,6 +142,14 @@ class LoopbackCluster:
     def connections(self) -> set[tuple[str, str]]:
         """(local, remote) addresses of every TCP connection the cluster holds now."""
         return tcp_peers(self.pids())
+
+    def listening(self) -> set[tuple[str, int]]:
+        """(address, port) of every TCP socket the cluster listens on now."""
+        return listening_addresses(self.pids())
+
+    def alive_nodes(self) -> list[dict]:
+        """State API records (node_id, node_ip, is_head_node, ...) of the alive nodes."""
+        return alive_nodes(self.dashboard_url, self.token)
 
 
 def free_port() -> int:
@@ -468,3 +477,177 @@ def cluster() -> Iterator[LoopbackCluster]:
         mp.setenv("NO_PROXY", c.env["NO_PROXY"])
         mp.setenv("no_proxy", c.env["no_proxy"])
         yield c
+
+
+# --- Ray's own autoscaler with its fake multi-node provider --------------------------------
+#
+# The provider (ray/autoscaler/_private/fake_multi_node/node_provider.py) starts each worker
+# as a `ray._private.node.Node` inside the head's autoscaler process ("monitor"), with no
+# node_ip_address: the node takes `ray.util.get_node_ip_address()` there, which is the
+# machine's outward address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, when it is
+# get_localhost_ip(), 127.0.0.1. So this cluster lives on 127.0.0.1 with that setting (which
+# also keeps the head on 127.0.0.1 instead of rewriting it, see the module docstring), and
+# every Ray server of the head and of the fake workers listens on 127.0.0.1 only.
+#
+# The provider section is example.yaml's, which Ray 2.60's wheel lacks. Without
+# disable_node_updaters the autoscaler starts a NodeUpdater thread for each new node; its
+# first step, provider.set_node_tags, raises in this provider ("Readonly node provider cannot
+# be updated", in monitor.err), the thread ends with a non-zero exit code, and
+# process_completed_updates removes the node as "launch failed" about a second after launch
+# (measured: 9 workers in 35 s, every trial erred). Without use_node_id_as_ip the autoscaler
+# keys its load metrics by the raylet's IP while the provider reports the node id as the IP,
+# so it never sees the node's heartbeat or idleness.
+AUTOSCALER_IP = "127.0.0.1"
+FAKE_WORKER_TYPE = "ray.worker.cpu"
+# The provider's node ids: FAKE_HEAD_NODE_ID's prefix, then the worker's number (00001, ...).
+FAKE_NODE_ID_PREFIX = "f" * 51
+
+
+def fake_multinode_config(
+    gcs_address: str, *, max_workers: int = 2, worker_cpus: int = 1, idle_minutes: float = 0.1
+) -> dict:
+    """An autoscaling config for the fake provider: a head with 0 CPUs, one CPU worker type."""
+    return {
+        "cluster_name": "fake_multinode",
+        "max_workers": max_workers,
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": gcs_address,  # else the provider uses <outward IP>:6379
+        },
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+            FAKE_WORKER_TYPE: {
+                "resources": {"CPU": worker_cpus, "object_store_memory": OBJECT_STORE_BYTES},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": max_workers,
+            },
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": idle_minutes,
+        "docker": {},
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+    }
+
+
+@contextlib.contextmanager
+def fake_autoscaling_cluster(**config_kwargs) -> Iterator[LoopbackCluster]:
+    """A 0-CPU head on 127.0.0.1 whose autoscaler starts fake workers (real raylets on
+    127.0.0.1) through Ray's fake multi-node provider; always stopped and deleted.
+
+    `config_kwargs` go to fake_multinode_config. The token is in RAY_AUTH_TOKEN of the head's
+    environment, which the autoscaler, and so every fake worker it starts, inherits.
+    `worker_ip` of the result is AUTOSCALER_IP: head and workers share it.
+    """
+    _reap_orphans()
+    root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-", dir=TMP_BASE))
+    env = _cluster_env(root / "home", root.name)
+    token = secrets.token_hex(32)
+    env.update(
+        RAY_AUTH_TOKEN=token,
+        RAY_FAKE_CLUSTER="1",  # the provider refuses to start without it
+        AUTOSCALER_UPDATE_INTERVAL_S="1",  # as ray.cluster_utils.AutoscalingCluster
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # fake workers on 127.0.0.1 (see above)
+        NO_PROXY=AUTOSCALER_IP,
+        no_proxy=AUTOSCALER_IP,
+    )
+    (root / "home").mkdir()
+    try:
+        t0 = time.monotonic()
+        gcs_port, dash_port = free_port(), free_port()
+        gcs_address = f"{AUTOSCALER_IP}:{gcs_port}"
+        config = root / "autoscaler.yaml"
+        config.write_text(json.dumps(fake_multinode_config(gcs_address, **config_kwargs)))
+        _ray(
+            [
+                "start",
+                "--head",
+                f"--node-ip-address={AUTOSCALER_IP}",
+                f"--port={gcs_port}",
+                f"--dashboard-host={AUTOSCALER_IP}",
+                f"--dashboard-port={dash_port}",
+                f"--ray-client-server-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}",
+                "--min-worker-port=0",
+                "--max-worker-port=0",
+                "--num-cpus=0",
+                f"--object-store-memory={OBJECT_STORE_BYTES}",
+                f"--temp-dir={root / 'h'}",
+                "--disable-usage-stats",
+                f"--autoscaling-config={config}",
+            ],
+            env,
+            root / "ray-start.log",
+        )
+        dashboard_url = f"http://{AUTOSCALER_IP}:{dash_port}"
+        _wait_for_nodes(dashboard_url, token, {AUTOSCALER_IP})
+        yield LoopbackCluster(
+            head_ip=AUTOSCALER_IP,
+            worker_ip=AUTOSCALER_IP,
+            gcs_address=gcs_address,
+            dashboard_url=dashboard_url,
+            token=token,
+            env=env,
+            root=root,
+            start_s=time.monotonic() - t0,
+        )
+    finally:
+        try:
+            stop_owned(root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def alive_nodes(dashboard_url: str, token: str) -> list[dict]:
+    """The state API's records (node_id, node_ip, is_head_node, ...) of the alive nodes."""
+    req = urllib.request.Request(
+        f"{dashboard_url}/api/v0/nodes?limit=100",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    with direct.open(req, timeout=5) as resp:
+        nodes = json.load(resp)["data"]["result"]["result"]
+    return [n for n in nodes if n["state"] == "ALIVE"]
+
+
+def listening_addresses(pids: set[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket these processes listen on."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[9] in inodes and cols[3] == "0A":  # 0A: LISTEN
+                ip, port = cols[1].split(":")
+                out.add((_hex_ip(ip), int(port, 16)))
+    return out
+
+
+@pytest.fixture
+def start_fake_autoscaling_cluster():
+    """fake_autoscaling_cluster itself, for tests that start one of their own."""
+    return fake_autoscaling_cluster
