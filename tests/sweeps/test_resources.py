@@ -170,3 +170,14 @@ def test_the_dashboard_command_names_the_study_database():
 def test_the_sweep_says_what_each_trial_gets(cpus, gpus, said):
     # The start of a sweep's log: the GPU share it chose (by default GPU_SHARE) is visible.
     assert trial_resources(cpus, gpus) == said
+
+
+def test_errored_trials_run_again_only_on_resume_and_one_way_at_a_time():
+    config = run.sweep_config(
+        cli.build_parser().parse_args(["run", "--resume", "--name", "x", "--resume-errored"])
+    )
+    assert (config.resume_errored, config.restart_errored) == (True, False)
+    with pytest.raises(ConfigError, match="--restart-errored goes with --resume"):
+        run.sweep_config(cli.build_parser().parse_args(["run", "--restart-errored"]))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        SweepConfig(name="x", resume=True, resume_errored=True, restart_errored=True)
