@@ -3,9 +3,8 @@
 A Tune callback keeps every trial's epochs in memory, rewrites both tables while the sweep
 runs (when a trial finishes, else at most every 10 s, always after Ray's experiment snapshot;
 atomically, through results_folder.storage, so any pyarrow filesystem works) and once more
-at the end. Its state rides along in Ray's experiment snapshots, so a resumed sweep keeps
-the epochs of the trials that finished before the interruption. Column names and types are
-results_folder.schema's.
+at the end. Its state rides in Ray's snapshots, and a resume also keeps what the tables on
+storage say (finished_in_tables). Columns and types are results_folder.schema's.
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ def finished_in_tables(results_dir: str) -> dict[str, tuple[dict, list[dict]]]:
     }
 
 
-def _plain(row: pd.Series) -> dict:
+def _plain(row: pd.Series) -> dict:  # missing values as None, as Ray's results have them
     return {k: None if pd.isna(v) else v for k, v in row.items()}
 
 
@@ -274,8 +273,11 @@ class ResultsWriter(tune.Callback):
 
     def set_state(self, state: dict) -> None:
         self.logs = state["logs"]
-        # Finished in the tables: kept as they are there, whatever Ray runs again.
+        # Finished in the tables: kept as they are, whatever Ray runs again (an errored one
+        # that runs again, --resume-errored, is recorded anew).
         for trial_id, (row, epochs) in finished_in_tables(self.results_dir).items():
+            if row["status"] == "error":
+                continue
             if trial_id not in self.logs or not self.logs[trial_id].finished:
                 self.logs[trial_id] = logged(row, epochs, list(self.param_types))
             self.kept.add(trial_id)

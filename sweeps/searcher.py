@@ -96,8 +96,18 @@ class StudySearch(Searcher):
         for point in first:
             self.study.enqueue_trial(point)
         self.asked: dict[str, optuna.Trial] = {}  # Ray trial id -> its Optuna trial, until told
+        self.max_concurrent = math.inf
 
-    def suggest(self, trial_id: str) -> dict:
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        # Limited here, on the trials asked and not yet told, rather than by Ray's
+        # ConcurrencyLimiter, which drops the completions of trials it did not hand out (an
+        # errored trial run again, a trial running when a resumed snapshot was taken).
+        self.max_concurrent = max_concurrent
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if len(self.asked) >= self.max_concurrent:
+            return None
         trial = self.study.ask(self.space)
         trial.set_user_attr("ray_trial_id", trial_id)
         self.asked[trial_id] = trial
@@ -195,9 +205,8 @@ class StudyExport:
 
     In the results folder; for an s3:// or gs:// one (SQLite needs a local file), staged under
     ~/.cache/vae-sweep/optuna and uploaded beside the tables. Trials are added as they are
-    told, each once (by Ray trial id and start time: a trial that runs again after an error is
-    asked anew), so a copy lost with a machine is rebuilt from the study
-    in Ray's searcher checkpoint, and one that survived is completed.
+    told, each once (by Ray trial id, start time and state), so a copy lost with a machine is
+    rebuilt from the study in Ray's searcher checkpoint, and one that survived is completed.
     """
 
     def __init__(self, results_dir: str, study_name: str) -> None:
@@ -233,4 +242,6 @@ class StudyExport:
 
 
 def _key(trial: FrozenTrial) -> tuple:
-    return trial.user_attrs.get("ray_trial_id"), trial.datetime_start
+    # With the state: a trial whose FAIL was copied before the driver died can be told again
+    # from an older snapshot, as the trial that Ray ran again ends.
+    return trial.user_attrs.get("ray_trial_id"), trial.datetime_start, trial.state
